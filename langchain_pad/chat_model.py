@@ -1,0 +1,372 @@
+"""PADChatModel: a LangChain chat model over langchain-pad's local decoding engine.
+
+A thin adapter: messages become prompt token ids (``_messages``), parameters become a
+``GenerationRequest``, the engine's per-token events become ``AIMessageChunk``s. All
+decoding happens on the engine's own thread (``BatchScheduler``), so sync, async,
+batch and concurrent callers share batched forward passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list
+from pydantic import ConfigDict, Field, model_validator
+
+from langchain_pad._messages import render_prompt, to_turns
+from langchain_pad.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from langchain_pad.engine import BatchScheduler, GenerationRequest, TokenEvent
+    from langchain_pad.models import LoadedModel
+
+__all__ = ["PADChatModel"]
+
+_CALL_PARAMS = frozenset(
+    {"model", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty"}
+)
+
+_schedulers: dict[tuple[str, str], BatchScheduler] = {}
+_schedulers_lock = threading.Lock()
+
+
+def _scheduler_for(loaded: LoadedModel, dtype: str, max_batch_size: int) -> BatchScheduler:
+    """One decoding thread per loaded model, shared by every PADChatModel using it."""
+    from langchain_pad.engine import BatchScheduler, DecodingEngine
+
+    key = (loaded.location, dtype)
+    with _schedulers_lock:
+        scheduler = _schedulers.get(key)
+        if scheduler is None:
+            engine = DecodingEngine(
+                loaded.model,
+                loaded.tokenizer,
+                eos_token_ids=loaded.eos_token_ids,
+                context_length=loaded.context_length,
+            )
+            scheduler = BatchScheduler(engine, max_batch_size=max_batch_size)
+            _schedulers[key] = scheduler
+        return scheduler
+
+
+class _Call:
+    """Everything one model call needs, resolved once."""
+
+    def __init__(
+        self, model_name: str, scheduler: BatchScheduler, request: GenerationRequest
+    ) -> None:
+        self.model_name = model_name
+        self.scheduler = scheduler
+        self.request = request
+        self.completion_tokens = 0
+
+    def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
+        self.completion_tokens += 1
+        last = event.finish_reason is not None
+        generation_info: dict[str, Any] = {
+            "token_ids": [event.token_id],
+            "token_logprobs": [event.logprob],
+        }
+        message = AIMessageChunk(content=event.text)
+        if last:
+            prompt_tokens = len(self.request.prompt_ids)
+            message = AIMessageChunk(
+                content=event.text,
+                chunk_position="last",
+                usage_metadata=UsageMetadata(
+                    input_tokens=prompt_tokens,
+                    output_tokens=self.completion_tokens,
+                    total_tokens=prompt_tokens + self.completion_tokens,
+                ),
+                response_metadata={
+                    "model_name": self.model_name,
+                    "finish_reason": event.finish_reason,
+                    "model_provider": "pad",
+                },
+            )
+        return ChatGenerationChunk(message=message, generation_info=generation_info)
+
+
+class PADChatModel(BaseChatModel):
+    """Chat model running a local LLM with langchain-pad's batched decoding engine.
+
+    ```python
+    from langchain_pad import PADChatModel
+
+    llm = PADChatModel(max_tokens=64)  # the embedded SmolLM2-135M-Instruct
+    print(llm.invoke("Explain a rainbow in one sentence.").content)
+
+    for chunk in llm.stream("Name three colours."):
+        print(chunk.content, end="", flush=True)
+
+    answers = llm.batch(["Hi!", "What is 2 + 2?"])  # decoded together, one batch
+    ```
+
+    ``model`` accepts the embedded default ``"smollm2-135m-instruct"``, a Hugging Face
+    id (when the hub is reachable or the model is in its local cache) or a local
+    directory written by ``save_pretrained``. Weights load on first use and are shared
+    by every instance in the process.
+    """
+
+    model_name: str = Field(default=DEFAULT_MODEL, alias="model")
+    """Embedded model name, Hugging Face id, or local model directory."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """0 decodes greedily; above 0 samples from the temperature-scaled candidates."""
+    max_tokens: int = Field(default=256, ge=1)
+    """Most new tokens per answer (also capped by the model's context)."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+    """Candidate-set size per step; None: whole vocabulary (sampling) or argmax (greedy)."""
+    seed: int | None = None
+    """Seed of the sampler, for reproducible sampled answers."""
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    """Stop sequences, matched on text; the stop text is not returned."""
+    timeout: float | None = Field(default=None, gt=0.0)
+    """Seconds one call may take before it raises ``TimeoutError``."""
+    max_retries: int = Field(default=0, ge=0)
+    """Accepted for interface compatibility; local decoding has no transient failures to retry."""
+    streaming: bool = False
+    """Whether ``invoke`` streams through callbacks (it always decodes token by token)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weight dtype; bfloat16 halves memory traffic on CPUs that support it."""
+    max_batch_size: int = Field(default=32, ge=1)
+    """Most conversations decoded in one batch by the shared decoding thread."""
+
+    model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warn_unknown_fields(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            known = set(cls.model_fields) | {
+                f.alias for f in cls.model_fields.values() if f.alias is not None
+            }
+            unknown = sorted(k for k in values if k not in known)
+            if unknown:
+                warnings.warn(
+                    f"PADChatModel ignores unknown parameter(s) {unknown}: it runs a local "
+                    "model (no API key or endpoint is used).",
+                    stacklevel=4,
+                )
+                values = {k: v for k, v in values.items() if k not in unknown}
+        return values
+
+    # ------------------------------------------------------------------ LangChain metadata
+
+    @property
+    def _llm_type(self) -> str:
+        return "pad-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "seed": self.seed,
+            "repetition_penalty": self.repetition_penalty,
+            "dtype": self.dtype,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "pad"
+        params["ls_model_name"] = kwargs.get("model", self.model_name)
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
+        stops = stop if stop is not None else self.stop
+        if stops:
+            params["ls_stop"] = list(stops)
+        return params
+
+    # ------------------------------------------------------------------ tokens
+
+    def _loaded(self, model_name: str | None = None) -> LoadedModel:
+        from langchain_pad.models import load_model
+
+        return load_model(model_name or self.model_name, dtype=self.dtype)
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` under the model's own tokenizer."""
+        ids: list[int] = self._loaded().tokenizer.encode(text, add_special_tokens=False)
+        return ids
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Prompt length in tokens, chat template included (tools are not supported)."""
+        if tools:
+            raise NotImplementedError("PADChatModel does not support tool calling yet.")
+        return len(render_prompt(self._loaded().tokenizer, to_turns(messages)))
+
+    # ------------------------------------------------------------------ calls
+
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> _Call:
+        from langchain_pad.engine import GenerationRequest, SamplingParams
+
+        unknown = sorted(k for k in kwargs if k not in _CALL_PARAMS and not k.startswith("ls_"))
+        if unknown:
+            raise TypeError(
+                f"PADChatModel got unknown call parameter(s) {unknown}; "
+                f"accepted per call: {sorted(_CALL_PARAMS)} and stop."
+            )
+        model_name = kwargs.get("model") or self.model_name
+        loaded = self._loaded(model_name)
+        prompt_ids = render_prompt(loaded.tokenizer, to_turns(messages))
+        stops = stop if stop is not None else self.stop
+        params = SamplingParams(
+            max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+            top_p=kwargs.get("top_p", self.top_p),
+            top_k=kwargs.get("top_k", self.top_k),
+            seed=kwargs.get("seed", self.seed),
+            repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
+            stop=tuple(stops or ()),
+        )
+        scheduler = _scheduler_for(loaded, self.dtype, self.max_batch_size)
+        return _Call(model_name, scheduler, GenerationRequest(tuple(prompt_ids), params))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        call = self._prepare(messages, stop, kwargs)
+        events = call.scheduler.stream(call.request, timeout=self.timeout)
+        try:
+            for event in events:
+                chunk = call.chunk(event)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # leaving early cancels the row in its batch
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._prepare(messages, stop, kwargs)
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
+
+        def deliver(item: TokenEvent | BaseException | None) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+
+        ticket = call.scheduler.submit(call.request, deliver)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        try:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    item = await asyncio.wait_for(inbox.get(), remaining)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"Generation did not finish within timeout={self.timeout} s; "
+                        "raise the timeout or lower max_tokens."
+                    ) from None
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                chunk = call.chunk(item)
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+                if item.finish_reason is not None:
+                    return
+        finally:
+            ticket.cancel()
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+
+    # ------------------------------------------------------------------ batching
+
+    def _batch_scheduler(self, kwargs: dict[str, Any]) -> BatchScheduler:
+        return _scheduler_for(self._loaded(kwargs.get("model")), self.dtype, self.max_batch_size)
+
+    def _concurrent_configs(
+        self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None
+    ) -> tuple[list[RunnableConfig], int]:
+        configs = get_config_list(config, len(inputs))
+        limit = configs[0].get("max_concurrency") or len(inputs)
+        width = min(limit, len(inputs), self.max_batch_size)
+        return [{**c, "max_concurrency": width} for c in configs], width
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Decode all inputs together: one forward pass per step for the whole batch.
+
+        Each input still gets its own callbacks and run; the calling threads only wait
+        while the shared decoding thread runs the batch.
+        """
+        if len(inputs) <= 1:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        configs, width = self._concurrent_configs(inputs, config)
+        with self._batch_scheduler(kwargs).gathering(width):
+            return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Async twin of :meth:`batch`."""
+        if len(inputs) <= 1:
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        configs, width = self._concurrent_configs(inputs, config)
+        with self._batch_scheduler(kwargs).gathering(width):
+            return await super().abatch(
+                inputs, configs, return_exceptions=return_exceptions, **kwargs
+            )

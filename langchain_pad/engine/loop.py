@@ -1,0 +1,351 @@
+"""The token loop: batched decoding with a KV cache, step guides, and per-row finishing.
+
+This is where a token is chosen. Each step:
+
+1. one forward pass of the base model for every row still decoding (KV cache, left
+   padding, attention mask), keeping only the last position's logits;
+2. repetition rules (transformers' processors) on the full vocabulary;
+3. the top-K candidates per row and their scores (base log-probs);
+4. the guide session (PAD, if any) adjusts the candidates' scores;
+5. greedy pick, or temperature + top-p (transformers' warpers) and a seeded sample;
+6. text deltas (multi-byte safe), stop sequences, EOS, token budget; finished rows
+   leave the batch and the cache.
+
+It imports no LangChain: the chat model and the server are adapters around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from langchain_pad.engine.detokenizer import IncrementalDetokenizer
+from langchain_pad.engine.guidance import DecodingStep, ForwardOutput, GuideSession, StepGuide
+from langchain_pad.engine.stops import StopMatcher
+from langchain_pad.engine.types import (
+    FinishReason,
+    GenerationOutput,
+    GenerationRequest,
+    SamplingParams,
+    TokenEvent,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class PromptTooLongError(ValueError):
+    """The prompt does not leave room for a single new token in the model's context."""
+
+
+@dataclass
+class _Row:
+    """Decoding state of one conversation."""
+
+    index: int
+    request: GenerationRequest
+    detokenizer: IncrementalDetokenizer
+    stops: StopMatcher
+    generator: torch.Generator | None
+    budget: int
+    token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def params(self) -> SamplingParams:
+        return self.request.params
+
+    @property
+    def guided(self) -> bool:
+        return self.request.guidance is not None
+
+
+@dataclass
+class WaveStats:
+    """What one call to :meth:`DecodingEngine.stream` did, for tests and benchmarks."""
+
+    rows: int = 0
+    forward_passes: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class DecodingEngine:
+    """Decodes several conversations at once on one causal LM."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        eos_token_ids: frozenset[int],
+        context_length: int,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_token_ids = eos_token_ids
+        self.context_length = context_length
+        pad = tokenizer.pad_token_id
+        self.pad_token_id: int = int(pad if pad is not None else min(eos_token_ids, default=0))
+        self.vocab_size = int(model.config.vocab_size)
+        self.last_stats = WaveStats()
+        import inspect
+
+        # transformers 5 renamed `past_key_values` to `cache` (old name deprecated).
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    # ------------------------------------------------------------------ public API
+
+    def check_prompt(self, prompt_len: int) -> None:
+        """Raise a clear error when a prompt leaves no room to generate."""
+        if prompt_len >= self.context_length:
+            raise PromptTooLongError(
+                f"The prompt is {prompt_len} tokens long but the model's context holds "
+                f"{self.context_length} tokens in all, prompt and answer together. "
+                "Shorten the conversation (drop or summarize earlier messages)."
+            )
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], guide: StepGuide | None = None
+    ) -> list[GenerationOutput]:
+        """Decode to the end and return whole results, in request order."""
+        outputs = [GenerationOutput([], "", [], "length", len(r.prompt_ids)) for r in requests]
+        for event in self.stream(requests, guide=guide):
+            out = outputs[event.row]
+            out.token_ids.append(event.token_id)
+            out.text += event.text
+            out.logprobs.append(event.logprob)
+            if event.record is not None:
+                out.records.append(event.record)
+            if event.finish_reason is not None:
+                out.finish_reason = event.finish_reason
+        return outputs
+
+    def stream(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        guide: StepGuide | None = None,
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> Iterator[TokenEvent]:
+        """Decode ``requests`` together, yielding each token of each row as it is chosen.
+
+        ``cancelled(row)`` is polled every step; a cancelled row leaves the batch
+        silently. Rows finish independently; the last event of a row carries its
+        ``finish_reason``.
+        """
+        import torch
+
+        if not requests:
+            return
+        for request in requests:
+            self.check_prompt(len(request.prompt_ids))
+        with torch.inference_mode():
+            yield from self._run(requests, guide, cancelled or (lambda _row: False))
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(
+        self,
+        requests: Sequence[GenerationRequest],
+        guide: StepGuide | None,
+        cancelled: Callable[[int], bool],
+    ) -> Iterator[TokenEvent]:
+        import torch
+
+        rows = [self._new_row(i, r) for i, r in enumerate(requests)]
+        stats = self.last_stats = WaveStats(rows=len(rows))
+        session: GuideSession | None = None
+        if guide is not None and any(r.guided for r in rows):
+            session = guide.start([r.request.guidance for r in rows])
+        needs_hidden = session is not None and guide is not None and guide.needs_hidden_states
+
+        input_ids, attention_mask = self._left_pad([list(r.request.prompt_ids) for r in rows])
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self._new_cache()
+        is_prefill = True
+        while rows:
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=1,
+                output_hidden_states=needs_hidden,
+                **{self._cache_kwarg: cache},
+            )
+            stats.forward_passes += 1
+            stats.batch_sizes.append(len(rows))
+            if session is not None:
+                session.observe(
+                    ForwardOutput(
+                        hidden_states=tuple(out.hidden_states) if needs_hidden else (),
+                        attention_mask=attention_mask,
+                        position_ids=position_ids,
+                        is_prefill=is_prefill,
+                    )
+                )
+            is_prefill = False
+            logits = out.logits[:, -1, :].float()
+            chosen_ids, chosen_logprobs, records = self._choose(rows, logits, session, guide)
+
+            keep: list[int] = []
+            for position, row in enumerate(rows):
+                if cancelled(row.index):
+                    continue
+                token_id = int(chosen_ids[position])
+                event = self._advance(row, token_id, float(chosen_logprobs[position]))
+                record = records[position] if records is not None else None
+                yield TokenEvent(
+                    row=row.index,
+                    token_id=token_id,
+                    text=event[0],
+                    logprob=float(chosen_logprobs[position]),
+                    finish_reason=event[1],
+                    record=record,
+                )
+                if event[1] is None:
+                    keep.append(position)
+            if not keep:
+                break
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(index)
+                attention_mask = attention_mask[index]
+                position_ids = position_ids[index]
+                chosen_ids = chosen_ids[index]
+                if session is not None:
+                    session.select_rows(index)
+                rows = [rows[p] for p in keep]
+            input_ids = chosen_ids.view(-1, 1)
+            attention_mask = torch.cat(
+                [attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1
+            )
+            position_ids = position_ids[:, -1:] + 1
+
+    def _choose(
+        self,
+        rows: list[_Row],
+        logits: torch.Tensor,
+        session: GuideSession | None,
+        guide: StepGuide | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any] | None] | None]:
+        """Pick one token per row; return ids, their base log-probs and guide records."""
+        import torch
+
+        base_logprobs = torch.log_softmax(logits, dim=-1)
+        processed = self._apply_repetition_rules(rows, logits)
+        score_logprobs = (
+            base_logprobs if processed is logits else torch.log_softmax(processed, dim=-1)
+        )
+        per_row_k = [self._candidate_count(r, guide) for r in rows]
+        k = max(per_row_k)
+        scores, candidate_ids = score_logprobs.topk(k, dim=-1)
+        candidate_base = base_logprobs.gather(1, candidate_ids)
+        if session is not None:
+            scores = session.score(
+                DecodingStep(
+                    candidate_ids=candidate_ids,
+                    base_logprobs=candidate_base,
+                    scores=scores,
+                    payloads=[r.request.guidance for r in rows],
+                )
+            )
+        if any(kr < k for kr in per_row_k):
+            limits = torch.tensor(per_row_k).unsqueeze(1)
+            beyond = torch.arange(k).unsqueeze(0) >= limits
+            scores = scores.masked_fill(beyond, float("-inf"))
+        chosen = torch.empty(len(rows), dtype=torch.long)
+        for position, row in enumerate(rows):
+            chosen[position] = self._pick(row, scores[position])
+        records = session.records(chosen) if session is not None else None
+        rows_index = torch.arange(len(rows))
+        return (
+            candidate_ids[rows_index, chosen],
+            candidate_base[rows_index, chosen],
+            records,
+        )
+
+    def _candidate_count(self, row: _Row, guide: StepGuide | None) -> int:
+        if row.params.top_k is not None:
+            return min(row.params.top_k, self.vocab_size)
+        if row.guided and guide is not None:
+            return min(guide.default_candidates, self.vocab_size)
+        return 1 if row.params.greedy else self.vocab_size
+
+    def _pick(self, row: _Row, scores: torch.Tensor) -> int:
+        """Greedy argmax, or temperature + top-p over the candidates, then a seeded draw."""
+        import torch
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        if row.params.greedy:
+            return int(scores.argmax())
+        warped = scores.unsqueeze(0)
+        warped = TemperatureLogitsWarper(row.params.temperature)(None, warped)
+        if row.params.top_p < 1.0:
+            warped = TopPLogitsWarper(row.params.top_p)(None, warped)
+        probs = torch.softmax(warped, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=row.generator)[0, 0])
+
+    def _apply_repetition_rules(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
+        import torch
+        from transformers import RepetitionPenaltyLogitsProcessor
+
+        if all(r.params.repetition_penalty == 1.0 for r in rows):
+            return logits
+        processed = logits.clone()
+        for position, row in enumerate(rows):
+            if row.params.repetition_penalty == 1.0:
+                continue
+            history = torch.tensor([list(row.request.prompt_ids) + row.token_ids])
+            processor = RepetitionPenaltyLogitsProcessor(row.params.repetition_penalty)
+            processed[position] = processor(history, processed[position : position + 1])[0]
+        return processed
+
+    def _advance(self, row: _Row, token_id: int, logprob: float) -> tuple[str, FinishReason | None]:
+        """Record a chosen token; return the text it releases and why the row ends, if it does."""
+        row.token_ids.append(token_id)
+        if token_id in self.eos_token_ids:
+            return row.stops.flush() + row.detokenizer.flush(), "stop"
+        released, stopped = row.stops.push(row.detokenizer.push(token_id))
+        if stopped:
+            return released, "stop"
+        if len(row.token_ids) >= row.budget:
+            tail, _ = row.stops.push(row.detokenizer.flush())
+            return released + tail + row.stops.flush(), "length"
+        return released, None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _new_row(self, index: int, request: GenerationRequest) -> _Row:
+        import torch
+
+        generator = None
+        if request.params.seed is not None and not request.params.greedy:
+            generator = torch.Generator().manual_seed(request.params.seed)
+        room = self.context_length - len(request.prompt_ids)
+        return _Row(
+            index=index,
+            request=request,
+            detokenizer=IncrementalDetokenizer(self.tokenizer, request.prompt_ids),
+            stops=StopMatcher(request.params.stop),
+            generator=generator,
+            budget=min(request.params.max_new_tokens, room),
+        )
+
+    def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, seq in enumerate(sequences):
+            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - len(seq) :] = 1
+        return ids, mask
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)

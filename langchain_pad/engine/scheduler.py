@@ -1,0 +1,212 @@
+"""One decoding thread per engine, batching whatever requests are waiting.
+
+Every forward pass of a model happens on this thread. That gives callers from any
+thread or event loop the same behaviour (torch's no-grad mode is per thread, and
+LangChain's default async streaming hops threads between tokens), and it lets
+concurrent callers share forward passes: requests waiting when a wave starts are
+decoded together in one batch. ``gathering(n)`` holds the start of the next wave
+until ``n`` requests have arrived, so that ``batch([...])`` becomes one real batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_pad.engine.guidance import StepGuide
+from langchain_pad.engine.loop import DecodingEngine
+from langchain_pad.engine.types import GenerationRequest, TokenEvent
+
+EventSink = Callable[[TokenEvent | BaseException | None], None]
+"""Receives each event of a request, then ``None`` at the end, or the error that ended it."""
+
+
+class EngineClosedError(RuntimeError):
+    """The scheduler was shut down; no request can be submitted any more."""
+
+
+@dataclass
+class RequestTicket:
+    """A submitted request; ``cancel()`` makes it leave its batch at the next step."""
+
+    request: GenerationRequest
+    sink: EventSink
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+class _QueueSink:
+    """Blocking iterator over a request's events, for synchronous callers."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[TokenEvent | BaseException | None] = queue.SimpleQueue()
+
+    def __call__(self, item: TokenEvent | BaseException | None) -> None:
+        self.queue.put(item)
+
+    def iterate(self, ticket: RequestTicket, timeout: float | None) -> Iterator[TokenEvent]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    item = self.queue.get(timeout=wait)
+                except queue.Empty:
+                    raise TimeoutError(
+                        f"Generation did not finish within timeout={timeout} s; "
+                        "raise the timeout or lower max_tokens."
+                    ) from None
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            ticket.cancel()  # no-op when finished; frees the row when the caller stops early
+
+
+class BatchScheduler:
+    """Runs an engine on a dedicated daemon thread, in waves of batched requests."""
+
+    def __init__(
+        self,
+        engine: DecodingEngine,
+        *,
+        guide: StepGuide | None = None,
+        max_batch_size: int = 32,
+        gather_timeout: float = 2.0,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
+        self.engine = engine
+        self.guide = guide
+        self.max_batch_size = max_batch_size
+        self.gather_timeout = gather_timeout
+        self.wave_sizes: list[int] = []
+        self._pending: list[RequestTicket] = []
+        self._expected = 0
+        self._gather_deadline = 0.0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(self, request: GenerationRequest, sink: EventSink) -> RequestTicket:
+        """Queue a request; its events go to ``sink`` from the decoding thread."""
+        self.engine.check_prompt(len(request.prompt_ids))
+        ticket = RequestTicket(request, sink)
+        with self._cond:
+            if self._closed:
+                raise EngineClosedError("The decoding scheduler has been closed.")
+            self._pending.append(ticket)
+            if self._expected > 0:
+                self._expected -= 1
+            self._ensure_thread()
+            self._cond.notify_all()
+        return ticket
+
+    def stream(
+        self, request: GenerationRequest, *, timeout: float | None = None
+    ) -> Iterator[TokenEvent]:
+        """Submit and iterate the events; closing the iterator cancels the request."""
+        sink = _QueueSink()
+        ticket = self.submit(request, sink)
+        return sink.iterate(ticket, timeout)
+
+    @contextlib.contextmanager
+    def gathering(self, count: int) -> Iterator[None]:
+        """Hold the next wave until ``count`` more requests arrive (or the timeout passes)."""
+        with self._cond:
+            self._expected += count
+            self._gather_deadline = time.monotonic() + self.gather_timeout
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._expected = max(0, self._expected - count)
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ the thread
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._serve, name="langchain-pad-decoder", daemon=True
+            )
+            self._thread.start()
+
+    def _next_wave(self) -> list[RequestTicket] | None:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if self._closed and not self._pending:
+                return None
+            while self._expected > 0 and time.monotonic() < self._gather_deadline:
+                self._cond.wait(timeout=max(0.0, self._gather_deadline - time.monotonic()))
+            wave = [t for t in self._pending if not t.cancelled][: self.max_batch_size]
+            taken = {id(t) for t in wave}
+            dropped = [t for t in self._pending if t.cancelled]
+            self._pending = [t for t in self._pending if id(t) not in taken and not t.cancelled]
+        for ticket in dropped:
+            ticket.sink(None)
+        return wave
+
+    def _serve(self) -> None:
+        while True:
+            wave = self._next_wave()
+            if wave is None:
+                return
+            if not wave:
+                continue
+            self.wave_sizes.append(len(wave))
+            self._run_wave(wave)
+
+    def _run_wave(self, wave: list[RequestTicket]) -> None:
+        finished: set[int] = set()
+        try:
+            events = self.engine.stream(
+                [t.request for t in wave],
+                guide=self.guide,
+                cancelled=lambda row: wave[row].cancelled,
+            )
+            for event in events:
+                wave[event.row].sink(event)
+                if event.finish_reason is not None:
+                    finished.add(event.row)
+        except BaseException as exc:  # hand the failure to every caller still waiting
+            for row, ticket in enumerate(wave):
+                if row not in finished:
+                    ticket.sink(exc)
+                    finished.add(row)
+            if not isinstance(exc, Exception):
+                raise
+        for row, ticket in enumerate(wave):
+            if row not in finished:
+                ticket.sink(None)  # cancelled rows: end their streams
+
+
+def submit_all(scheduler: BatchScheduler, requests: list[GenerationRequest]) -> list[Any]:
+    """Decode several requests as one wave and collect their events (for tests and tools)."""
+    sinks = [_QueueSink() for _ in requests]
+    with scheduler.gathering(len(requests)):
+        tickets = [scheduler.submit(r, s) for r, s in zip(requests, sinks, strict=True)]
+    return [list(s.iterate(t, None)) for s, t in zip(sinks, tickets, strict=True)]

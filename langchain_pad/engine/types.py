@@ -1,0 +1,101 @@
+"""Plain data that crosses the engine boundary: what to decode and what came out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one conversation is decoded. ``temperature == 0`` means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    """Size of the candidate set each step picks from (PAD scores these candidates)."""
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(
+                f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}."
+            )
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}."
+            )
+        if not (0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}.")
+        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise ValueError(
+                f"repetition_penalty must be a finite number > 0 (1 = off), "
+                f"got {self.repetition_penalty!r}."
+            )
+        for s in self.stop:
+            if not isinstance(s, str) or s == "":
+                raise ValueError(f"stop sequences must be non-empty strings, got {s!r}.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One conversation to decode: its prompt token ids and how to decode it.
+
+    ``guidance`` is an opaque per-row payload handed to the step guides (for PAD:
+    the user's preference weights). The loop itself never looks inside it.
+    """
+
+    prompt_ids: tuple[int, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    guidance: Any = None
+
+    def __post_init__(self) -> None:
+        if len(self.prompt_ids) == 0:
+            raise ValueError("prompt_ids is empty: a request needs at least one prompt token.")
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token of one row, as the loop streams it.
+
+    ``text`` is the text this token released: it can be empty when the token ends in
+    the middle of a multi-byte character, or while it could be the start of a stop
+    sequence (that text is released later, or dropped if the stop sequence completes).
+    """
+
+    row: int
+    token_id: int
+    text: str
+    logprob: float
+    """Log-probability of the token under the base model (before any guidance)."""
+    finish_reason: FinishReason | None = None
+    record: dict[str, Any] | None = None
+    """Per-token data the step guides attached (e.g. PAD rewards); None without guides."""
+
+
+@dataclass
+class GenerationOutput:
+    """A finished row, for callers that want whole results instead of a stream."""
+
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
