@@ -9,6 +9,7 @@ batch and concurrent callers share batched forward passes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
 import warnings
@@ -40,6 +41,15 @@ _CALL_PARAMS = frozenset(
 
 _schedulers: dict[tuple[str, str], BatchScheduler] = {}
 _schedulers_lock = threading.Lock()
+
+
+@atexit.register
+def _close_schedulers() -> None:
+    """Cancel open streams and join decoding threads before the interpreter tears down."""
+    with _schedulers_lock:
+        schedulers = list(_schedulers.values())
+    for scheduler in schedulers:
+        scheduler.close(cancel_running=True)
 
 
 def _scheduler_for(loaded: LoadedModel, dtype: str, max_batch_size: int) -> BatchScheduler:
@@ -284,6 +294,8 @@ class PADChatModel(BaseChatModel):
         inbox: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
 
         def deliver(item: TokenEvent | BaseException | None) -> None:
+            # Raises RuntimeError once the caller's loop is closed; the scheduler then
+            # cancels this request instead of failing the batch.
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
         ticket = call.scheduler.submit(call.request, deliver)

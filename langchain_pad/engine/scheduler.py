@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_pad.engine.guidance import StepGuide
-from langchain_pad.engine.loop import DecodingEngine
+from langchain_pad.engine.loop import DecodingEngine, WaveStats
 from langchain_pad.engine.types import GenerationRequest, TokenEvent
 
 EventSink = Callable[[TokenEvent | BaseException | None], None]
@@ -40,6 +40,13 @@ class RequestTicket:
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def deliver(self, item: TokenEvent | BaseException | None) -> None:
+        """Hand an item to the caller; a caller that is gone (closed event loop) cancels."""
+        try:
+            self.sink(item)
+        except Exception:
+            self.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -96,7 +103,9 @@ class BatchScheduler:
         self.max_batch_size = max_batch_size
         self.gather_timeout = gather_timeout
         self.wave_sizes: list[int] = []
+        self.wave_stats: list[WaveStats] = []
         self._pending: list[RequestTicket] = []
+        self._running: list[RequestTicket] = []
         self._expected = 0
         self._gather_deadline = 0.0
         self._closed = False
@@ -107,14 +116,14 @@ class BatchScheduler:
 
     def submit(self, request: GenerationRequest, sink: EventSink) -> RequestTicket:
         """Queue a request; its events go to ``sink`` from the decoding thread."""
-        self.engine.check_prompt(len(request.prompt_ids))
         ticket = RequestTicket(request, sink)
         with self._cond:
+            if self._expected > 0:
+                self._expected -= 1  # a refused request must not hold a gathered wave
             if self._closed:
                 raise EngineClosedError("The decoding scheduler has been closed.")
+            self.engine.check_prompt(len(request.prompt_ids))
             self._pending.append(ticket)
-            if self._expected > 0:
-                self._expected -= 1
             self._ensure_thread()
             self._cond.notify_all()
         return ticket
@@ -140,10 +149,21 @@ class BatchScheduler:
                 self._expected = max(0, self._expected - count)
                 self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 10.0, *, cancel_running: bool = False) -> None:
+        """Stop accepting requests, finish (or cancel) the queued ones, join the thread.
+
+        Joining matters at interpreter exit: a daemon thread killed inside a torch
+        kernel aborts the process ("terminate called without an active exception").
+        """
         with self._cond:
             self._closed = True
+            if cancel_running:
+                for ticket in [*self._pending, *self._running]:
+                    ticket.cancel()
             self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     # ------------------------------------------------------------------ the thread
 
@@ -167,7 +187,7 @@ class BatchScheduler:
             dropped = [t for t in self._pending if t.cancelled]
             self._pending = [t for t in self._pending if id(t) not in taken and not t.cancelled]
         for ticket in dropped:
-            ticket.sink(None)
+            ticket.deliver(None)
         return wave
 
     def _serve(self) -> None:
@@ -178,7 +198,14 @@ class BatchScheduler:
             if not wave:
                 continue
             self.wave_sizes.append(len(wave))
-            self._run_wave(wave)
+            with self._cond:
+                self._running = wave
+            try:
+                self._run_wave(wave)
+            finally:
+                self.wave_stats.append(self.engine.last_stats)
+                with self._cond:
+                    self._running = []
 
     def _run_wave(self, wave: list[RequestTicket]) -> None:
         finished: set[int] = set()
@@ -189,19 +216,19 @@ class BatchScheduler:
                 cancelled=lambda row: wave[row].cancelled,
             )
             for event in events:
-                wave[event.row].sink(event)
+                wave[event.row].deliver(event)
                 if event.finish_reason is not None:
                     finished.add(event.row)
         except BaseException as exc:  # hand the failure to every caller still waiting
             for row, ticket in enumerate(wave):
                 if row not in finished:
-                    ticket.sink(exc)
+                    ticket.deliver(exc)
                     finished.add(row)
             if not isinstance(exc, Exception):
                 raise
         for row, ticket in enumerate(wave):
             if row not in finished:
-                ticket.sink(None)  # cancelled rows: end their streams
+                ticket.deliver(None)  # cancelled rows: end their streams
 
 
 def submit_all(scheduler: BatchScheduler, requests: list[GenerationRequest]) -> list[Any]:

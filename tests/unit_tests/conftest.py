@@ -1,0 +1,74 @@
+"""Fast fixtures: a tiny randomly initialised Llama and a byte-level tokenizer.
+
+They exercise the real token loop (KV cache, left padding, row pruning) in
+milliseconds, with no weights to download or convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+EOS_ID = 256
+PAD_ID = 257
+
+
+class ByteTokenizer:
+    """Ids 0-255 are bytes, 256 is EOS; decoding replaces broken UTF-8 like BPE does."""
+
+    pad_token_id = PAD_ID
+    eos_token_id = EOS_ID
+    chat_template = None
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(
+        self,
+        ids: Sequence[int],
+        skip_special_tokens: bool = True,
+        clean_up_tokenization_spaces: bool = False,
+    ) -> str:
+        data = bytes(i for i in ids if i < 256)
+        return data.decode("utf-8", errors="replace")
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        return {"input_ids": self.encode(text)}
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer() -> ByteTokenizer:
+    return ByteTokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=258,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
+    model = LlamaForCausalLM(config)
+    model.train(False)
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.fixture
+def tiny_engine(tiny_model, byte_tokenizer):
+    from langchain_pad.engine import DecodingEngine
+
+    return DecodingEngine(
+        tiny_model, byte_tokenizer, eos_token_ids=frozenset({EOS_ID}), context_length=128
+    )

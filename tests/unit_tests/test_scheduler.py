@@ -1,0 +1,117 @@
+"""The decoding thread: waves, gathering, cancellation, errors, shutdown."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from langchain_pad.engine import (
+    BatchScheduler,
+    EngineClosedError,
+    GenerationRequest,
+    SamplingParams,
+)
+
+
+def request(text: str, n: int = 8) -> GenerationRequest:
+    return GenerationRequest(tuple(text.encode()), SamplingParams(max_new_tokens=n))
+
+
+@pytest.fixture
+def scheduler(tiny_engine):
+    sched = BatchScheduler(tiny_engine, gather_timeout=5.0)
+    yield sched
+    sched.close()
+
+
+def test_gathered_requests_from_threads_decode_as_one_wave(scheduler):
+    results: dict[int, list[Any]] = {}
+
+    def worker(i: int) -> None:
+        results[i] = list(scheduler.stream(request(f"prompt {i}")))
+
+    with scheduler.gathering(3):
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert scheduler.wave_sizes == [3]
+    assert sorted(results) == [0, 1, 2]
+    assert all(events[-1].finish_reason is not None for events in results.values())
+
+
+def test_stream_results_equal_direct_engine_results(scheduler, tiny_engine):
+    direct = tiny_engine.generate([request("same", 12)])[0]
+    streamed = list(scheduler.stream(request("same", 12)))
+    assert [e.token_id for e in streamed] == direct.token_ids
+
+
+def test_closing_a_stream_early_cancels_its_row(scheduler):
+    events = scheduler.stream(request("long", 60))
+    first = next(events)
+    events.close()
+    assert first.token_id >= 0
+    # the thread is free again and serves the next request in a new wave
+    after = list(scheduler.stream(request("next", 4)))
+    assert len(after) <= 4
+    assert len(scheduler.wave_sizes) == 2
+
+
+def test_errors_reach_every_caller_and_the_thread_survives(tiny_engine):
+    class BrokenGuide:
+        needs_hidden_states = False
+        default_candidates = 4
+
+        def start(self, payloads):
+            raise RuntimeError("guide exploded")
+
+    sched = BatchScheduler(tiny_engine, guide=BrokenGuide())
+    try:
+        with pytest.raises(RuntimeError, match="guide exploded"):
+            list(sched.stream(GenerationRequest((1, 2), SamplingParams(4), guidance="x")))
+        assert len(list(sched.stream(request("fine", 3)))) <= 3
+    finally:
+        sched.close()
+
+
+def test_timeout_raises_a_clear_error(scheduler):
+    with pytest.raises(TimeoutError, match="timeout"):
+        list(scheduler.stream(request("slow", 100), timeout=1e-6))
+
+
+def test_submit_after_close_is_refused(tiny_engine):
+    sched = BatchScheduler(tiny_engine)
+    sched.close()
+    with pytest.raises(EngineClosedError):
+        sched.stream(request("late"))
+
+
+def test_bad_batch_size_is_refused(tiny_engine):
+    with pytest.raises(ValueError, match="max_batch_size"):
+        BatchScheduler(tiny_engine, max_batch_size=0)
+
+
+def test_a_caller_that_went_away_does_not_stop_the_thread(scheduler):
+    def gone(item):
+        raise RuntimeError("Event loop is closed")
+
+    ticket = scheduler.submit(request("orphan", 50), gone)
+    after = list(scheduler.stream(request("next", 3)))
+    assert ticket.cancelled
+    assert 1 <= len(after) <= 3
+    assert scheduler.wave_stats[0].forward_passes <= 2  # left at the next step, not after 50
+
+
+def test_a_refused_request_does_not_hold_a_gathered_wave(scheduler, tiny_engine):
+    import time
+
+    too_long = GenerationRequest(tuple(range(1, 200)))
+    with scheduler.gathering(2):
+        with pytest.raises(ValueError, match="context"):
+            scheduler.submit(too_long, lambda item: None)
+        started = time.monotonic()
+        events = list(scheduler.stream(request("alone", 2)))
+    assert events and time.monotonic() - started < 2.0
