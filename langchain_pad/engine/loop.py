@@ -128,12 +128,13 @@ class DecodingEngine:
         *,
         guide: StepGuide | None = None,
         cancelled: Callable[[int], bool] | None = None,
+        stats: WaveStats | None = None,
     ) -> Iterator[TokenEvent]:
         """Decode ``requests`` together, yielding each token of each row as it is chosen.
 
         ``cancelled(row)`` is polled every step; a cancelled row leaves the batch
         silently. Rows finish independently; the last event of a row carries its
-        ``finish_reason``.
+        ``finish_reason``. Counters go to ``stats`` (and ``last_stats``) as they happen.
         """
         import torch
 
@@ -142,7 +143,9 @@ class DecodingEngine:
         for request in requests:
             self.check_prompt(len(request.prompt_ids))
         with torch.inference_mode():
-            yield from self._run(requests, guide, cancelled or (lambda _row: False))
+            yield from self._run(
+                requests, guide, cancelled or (lambda _row: False), stats or WaveStats()
+            )
 
     # ------------------------------------------------------------------ the loop
 
@@ -151,11 +154,13 @@ class DecodingEngine:
         requests: Sequence[GenerationRequest],
         guide: StepGuide | None,
         cancelled: Callable[[int], bool],
+        stats: WaveStats,
     ) -> Iterator[TokenEvent]:
         import torch
 
         rows = [self._new_row(i, r) for i, r in enumerate(requests)]
-        stats = self.last_stats = WaveStats(rows=len(rows))
+        stats.rows = len(rows)
+        self.last_stats = stats
         session: GuideSession | None = None
         if guide is not None and any(r.guided for r in rows):
             session = guide.start([r.request.guidance for r in rows])

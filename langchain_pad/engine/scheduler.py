@@ -203,17 +203,19 @@ class BatchScheduler:
             try:
                 self._run_wave(wave)
             finally:
-                self.wave_stats.append(self.engine.last_stats)
                 with self._cond:
                     self._running = []
 
     def _run_wave(self, wave: list[RequestTicket]) -> None:
         finished: set[int] = set()
+        stats = WaveStats()
+        self.wave_stats.append(stats)  # before any caller can see its last event
         try:
             events = self.engine.stream(
                 [t.request for t in wave],
                 guide=self.guide,
                 cancelled=lambda row: wave[row].cancelled,
+                stats=stats,
             )
             for event in events:
                 wave[event.row].deliver(event)

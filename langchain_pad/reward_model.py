@@ -1,0 +1,315 @@
+"""PersRM: the personalized reward model of PAD, on the base model's own frozen trunk.
+
+Read this top to bottom next to the paper (Chen et al., ICLR 2025, section 3):
+
+- ``pi_ref`` is the untouched backbone, here the base model itself.
+- ``pihat_theta_i`` (one per preference axis ``i``) is a next-token distribution made
+  by the trained parts: a copy of the backbone's top ``k`` decoder layers (the
+  *adapter*, fed by the frozen trunk's hidden state below them), then one ``H x H``
+  head per axis, then the backbone's own frozen ``lm_head``.
+- Token-level features (eq. 5): ``phi_i(s, a) = log pihat_theta_i(a | s) - log pi_ref(a | s)``.
+- Personalized reward (eq. 6): ``r(p, s, a) = beta * w_p . phi(s, a)``.
+
+The adapter starts as an exact copy of the top layers and the heads start as the
+identity, so an untrained PersRM has ``phi == 0`` everywhere: no reward at all, rather
+than noise. Sharing the trunk means that at decoding time the PersRM costs ``k`` layers
+on top of the base model's forward pass, not a second model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel, Field, field_validator
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+__all__ = [
+    "FORMAT_VERSION",
+    "PersRMConfig",
+    "PersonalizedRewardModel",
+    "RewardModelMismatchError",
+    "backbone_fingerprint",
+]
+
+FORMAT_VERSION = 1
+_WEIGHTS_FILE = "persrm.safetensors"
+_CONFIG_FILE = "persrm_config.json"
+
+
+class RewardModelMismatchError(ValueError):
+    """The reward model was trained for another base model, or its files are wrong."""
+
+
+class PersRMConfig(BaseModel):
+    """What is saved beside the weights, and checked when they are loaded."""
+
+    format_version: int = FORMAT_VERSION
+    axes: list[str] = Field(min_length=1)
+    beta: float = Field(gt=0)
+    adapted_layers: int = Field(ge=1)
+    backbone: str
+    backbone_fingerprint: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    axis_descriptions: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Per axis, what its poles mean: ``{"expertise": {"-": "...", "+": "..."}}``."""
+
+    @field_validator("axes")
+    @classmethod
+    def _unique_axes(cls, axes: list[str]) -> list[str]:
+        if len(set(axes)) != len(axes) or any(not a.strip() for a in axes):
+            raise ValueError(f"axis names must be unique and non-empty, got {axes}")
+        return axes
+
+
+def backbone_fingerprint(model: PreTrainedModel) -> str:
+    """A short hash of the backbone's shape and of a slice of its embeddings.
+
+    Rounded to bfloat16 so that the same weights loaded in float32 or bfloat16 agree.
+    """
+    cfg = model.config
+    embed: torch.Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]
+    sample = embed[:8].detach().to(torch.bfloat16).to(torch.float32).contiguous()
+    digest = hashlib.sha256()
+    digest.update(f"{cfg.model_type}:{cfg.hidden_size}:{cfg.num_hidden_layers}".encode())
+    digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _decoder_stack(model: PreTrainedModel) -> Any:
+    """The backbone's decoder module (``model.model`` for llama-style models)."""
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "norm"):
+        raise RewardModelMismatchError(
+            f"{type(model).__name__} has no `model.layers` / `model.norm`: the shared-trunk "
+            "PersRM supports decoder-only models laid out like Llama, Qwen, Mistral or Gemma."
+        )
+    return inner
+
+
+class PersonalizedRewardModel(torch.nn.Module):
+    """Adapter + per-axis heads over a frozen base model; computes ``phi(s, a)``."""
+
+    def __init__(
+        self,
+        base: PreTrainedModel,
+        axes: list[str],
+        *,
+        beta: float = 1.0,
+        adapted_layers: int = 4,
+        backbone: str = "",
+        axis_descriptions: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel
+
+        stack = _decoder_stack(base)
+        num_layers = len(stack.layers)
+        if not 1 <= adapted_layers < num_layers:
+            raise ValueError(
+                f"adapted_layers must be between 1 and {num_layers - 1} for this backbone, "
+                f"got {adapted_layers}."
+            )
+        # Not registered as a submodule: the base model is frozen, shared and never saved.
+        object.__setattr__(self, "base", base)
+        self.config = PersRMConfig(
+            axes=list(axes),
+            beta=beta,
+            adapted_layers=adapted_layers,
+            backbone=backbone or str(getattr(base.config, "_name_or_path", "")),
+            backbone_fingerprint=backbone_fingerprint(base),
+            hidden_size=int(base.config.hidden_size),
+            num_layers=num_layers,
+            vocab_size=int(base.config.vocab_size),
+            axis_descriptions=axis_descriptions or {},
+        )
+        self.trunk_layer = num_layers - adapted_layers
+        """Index into ``hidden_states`` of the trunk output the adapter reads."""
+
+        adapter_config = copy.deepcopy(base.config)
+        adapter_config.num_hidden_layers = adapted_layers
+        adapter_config.vocab_size = 1  # the adapter reads hidden states, never token ids
+        adapter_config.pad_token_id = None
+        if isinstance(getattr(adapter_config, "layer_types", None), list):
+            adapter_config.layer_types = adapter_config.layer_types[-adapted_layers:]
+        self.adapter: Any = AutoModel.from_config(adapter_config)  # type: ignore[no-untyped-call]
+        for i in range(adapted_layers):
+            self.adapter.layers[i].load_state_dict(stack.layers[self.trunk_layer + i].state_dict())
+        self.adapter.norm.load_state_dict(stack.norm.state_dict())
+        self.adapter.to(dtype=base.dtype)
+        hidden = self.config.hidden_size
+        eye = torch.eye(hidden, dtype=base.dtype)
+        self.heads = torch.nn.Parameter(eye.repeat(len(axes), 1, 1))
+        """``[d, H, H]``: head ``i`` maps the adapter's hidden state for axis ``i``."""
+        self.train(False)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.config.axes)
+
+    @property
+    def beta(self) -> float:
+        return self.config.beta
+
+    @property
+    def num_axes(self) -> int:
+        return len(self.config.axes)
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        base: Any = self.base
+        weight: torch.Tensor = base.get_output_embeddings().weight
+        return weight
+
+    # ------------------------------------------------------------------ forward pieces
+
+    def adapt(
+        self,
+        trunk_hidden: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """Run the adapter layers on the trunk's hidden states: ``[B, T, H] -> [B, T, H]``."""
+        out = self.adapter(
+            inputs_embeds=trunk_hidden,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+        )
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+    def axis_hidden(self, adapted: torch.Tensor) -> torch.Tensor:
+        """Apply every axis head: ``[..., H] -> [..., d, H]``."""
+        return torch.einsum("...j,dij->...di", adapted, self.heads)
+
+    def trunk_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen trunk output and the base (reference) logits for whole sequences."""
+        base: Any = self.base
+        with torch.no_grad():
+            out = base(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+        return out.hidden_states[self.trunk_layer], out.logits
+
+    def phi_of_tokens(
+        self,
+        trunk_hidden: torch.Tensor,
+        ref_logits: torch.Tensor,
+        targets: torch.Tensor,
+        axes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Exact features of given next tokens, normalized over the whole vocabulary.
+
+        ``trunk_hidden`` ``[T, H]`` and ``ref_logits`` ``[T, V]`` are the states that
+        predict ``targets`` ``[T]``. Returns ``phi`` ``[T, d]`` (or ``[T, len(axes)]``
+        for a subset of axes). This is what training uses; it keeps gradients.
+        """
+        adapted = self.adapt(trunk_hidden.unsqueeze(0))[0]
+        heads = self.heads if axes is None else self.heads[axes]
+        per_axis = torch.einsum("tj,dij->tdi", adapted, heads)
+        logits = per_axis @ self.lm_head_weight.T  # [T, d, V]
+        theta_logprob = torch.log_softmax(logits.float(), dim=-1)
+        index = targets.view(-1, 1, 1).expand(-1, theta_logprob.shape[1], 1)
+        theta = theta_logprob.gather(-1, index).squeeze(-1)
+        ref = torch.log_softmax(ref_logits.float(), dim=-1).gather(-1, targets.view(-1, 1))
+        return theta - ref
+
+    def sequence_features(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
+        """``sum_t phi(s_t, y_t)`` over a response, ``[d]``: the stage-2 regression input."""
+        if not response_ids:
+            raise ValueError("response_ids is empty: a preference pair needs two responses.")
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)])
+        start = len(prompt_ids) - 1
+        with torch.no_grad():
+            trunk, ref_logits = self.trunk_hidden(ids)
+            phi = self.phi_of_tokens(
+                trunk[0, start:-1], ref_logits[0, start:-1], torch.tensor(response_ids)
+            )
+        return phi.sum(dim=0)
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the trained parts (adapter + heads) and the config; never the base model."""
+        from safetensors.torch import save_file
+
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"adapter.{k}": v.contiguous() for k, v in self.adapter.state_dict().items()}
+        tensors["heads"] = self.heads.detach().contiguous()
+        tmp_weights = path / (_WEIGHTS_FILE + ".tmp")
+        save_file(tensors, str(tmp_weights), metadata={"format_version": str(FORMAT_VERSION)})
+        tmp_config = path / (_CONFIG_FILE + ".tmp")
+        tmp_config.write_text(json.dumps(self.config.model_dump(), indent=2))
+        tmp_weights.replace(path / _WEIGHTS_FILE)
+        tmp_config.replace(path / _CONFIG_FILE)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, base: PreTrainedModel) -> PersonalizedRewardModel:
+        """Load trained parts for ``base``; refuse clearly if they belong to another model."""
+        from safetensors.torch import load_file
+
+        path = Path(directory)
+        config_path, weights_path = path / _CONFIG_FILE, path / _WEIGHTS_FILE
+        if not config_path.is_file() or not weights_path.is_file():
+            raise RewardModelMismatchError(
+                f"{path} is not a PersRM directory: expected {_CONFIG_FILE} and {_WEIGHTS_FILE} "
+                "(written by PersonalizedRewardModel.save or `langchain-pad train`)."
+            )
+        try:
+            config = PersRMConfig.model_validate_json(config_path.read_text())
+        except ValueError as exc:
+            raise RewardModelMismatchError(
+                f"{config_path} is not a valid PersRM config: {exc}"
+            ) from exc
+        if config.format_version != FORMAT_VERSION:
+            raise RewardModelMismatchError(
+                f"{path} uses PersRM format {config.format_version}; this langchain-pad reads "
+                f"format {FORMAT_VERSION}. Retrain it, or use the langchain-pad that wrote it."
+            )
+        found = backbone_fingerprint(base)
+        if found != config.backbone_fingerprint:
+            raise RewardModelMismatchError(
+                f"The reward model in {path} was trained on backbone '{config.backbone}' "
+                f"(fingerprint {config.backbone_fingerprint}), but the base model given has "
+                f"fingerprint {found}. PAD's shared-trunk reward model only works with the exact "
+                "base model it was trained on: use that base model, or train a PersRM for this one."
+            )
+        model = cls(
+            base,
+            config.axes,
+            beta=config.beta,
+            adapted_layers=config.adapted_layers,
+            backbone=config.backbone,
+            axis_descriptions=config.axis_descriptions,
+        )
+        tensors = load_file(str(weights_path))
+        heads = tensors.pop("heads")
+        adapter_state = {k.removeprefix("adapter."): v for k, v in tensors.items()}
+        missing, unexpected = model.adapter.load_state_dict(adapter_state, strict=False)
+        if missing or unexpected or heads.shape != model.heads.shape:
+            raise RewardModelMismatchError(
+                f"{weights_path} does not match its config (missing {missing}, unexpected "
+                f"{unexpected}, heads {tuple(heads.shape)} vs {tuple(model.heads.shape)})."
+            )
+        with torch.no_grad():
+            model.heads.copy_(heads.to(model.heads.dtype))
+        model.adapter.to(dtype=base.dtype)
+        return model
