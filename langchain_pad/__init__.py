@@ -1,13 +1,47 @@
 """langchain-pad: personalize a local LLM per user at decoding time (PAD, ICLR 2025)."""
 
+from __future__ import annotations
+
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from langchain_pad.chat_model import PADChatModel
 from langchain_pad.models import DEFAULT_MODEL, ModelLoadError, load_model
+
+if TYPE_CHECKING:
+    from langchain_pad.reward_model import PersonalizedRewardModel, RewardModelMismatchError
+    from langchain_pad.training import PreferencePair, fit_preference_weights
 
 try:
     __version__ = metadata.version("langchain-pad")
 except metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = ""
 
-__all__ = ["DEFAULT_MODEL", "ModelLoadError", "PADChatModel", "__version__", "load_model"]
+# torch-heavy names load on first access, so `import langchain_pad` stays cheap.
+_LAZY = {
+    "PersonalizedRewardModel": "langchain_pad.reward_model",
+    "RewardModelMismatchError": "langchain_pad.reward_model",
+    "PreferencePair": "langchain_pad.training",
+    "fit_preference_weights": "langchain_pad.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'langchain_pad' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelLoadError",
+    "PADChatModel",
+    "PersonalizedRewardModel",
+    "PreferencePair",
+    "RewardModelMismatchError",
+    "__version__",
+    "fit_preference_weights",
+    "load_model",
+]

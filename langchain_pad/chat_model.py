@@ -9,8 +9,6 @@ batch and concurrent callers share batched forward passes.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -32,54 +30,39 @@ from langchain_pad.models import DEFAULT_MODEL
 if TYPE_CHECKING:
     from langchain_pad.engine import BatchScheduler, GenerationRequest, TokenEvent
     from langchain_pad.models import LoadedModel
+    from langchain_pad.reward_model import PersonalizedRewardModel
 
 __all__ = ["PADChatModel"]
 
 _CALL_PARAMS = frozenset(
-    {"model", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty"}
+    {
+        "model",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "seed",
+        "repetition_penalty",
+        "weights",
+        "beta",
+    }
 )
-
-_schedulers: dict[tuple[str, str], BatchScheduler] = {}
-_schedulers_lock = threading.Lock()
-
-
-@atexit.register
-def _close_schedulers() -> None:
-    """Cancel open streams and join decoding threads before the interpreter tears down."""
-    with _schedulers_lock:
-        schedulers = list(_schedulers.values())
-    for scheduler in schedulers:
-        scheduler.close(cancel_running=True)
-
-
-def _scheduler_for(loaded: LoadedModel, dtype: str, max_batch_size: int) -> BatchScheduler:
-    """One decoding thread per loaded model, shared by every PADChatModel using it."""
-    from langchain_pad.engine import BatchScheduler, DecodingEngine
-
-    key = (loaded.location, dtype)
-    with _schedulers_lock:
-        scheduler = _schedulers.get(key)
-        if scheduler is None:
-            engine = DecodingEngine(
-                loaded.model,
-                loaded.tokenizer,
-                eos_token_ids=loaded.eos_token_ids,
-                context_length=loaded.context_length,
-            )
-            scheduler = BatchScheduler(engine, max_batch_size=max_batch_size)
-            _schedulers[key] = scheduler
-        return scheduler
 
 
 class _Call:
     """Everything one model call needs, resolved once."""
 
     def __init__(
-        self, model_name: str, scheduler: BatchScheduler, request: GenerationRequest
+        self,
+        model_name: str,
+        scheduler: BatchScheduler,
+        request: GenerationRequest,
+        axes: list[str] | None = None,
     ) -> None:
         self.model_name = model_name
         self.scheduler = scheduler
         self.request = request
+        self.axes = axes
         self.completion_tokens = 0
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
@@ -89,6 +72,9 @@ class _Call:
             "token_ids": [event.token_id],
             "token_logprobs": [event.logprob],
         }
+        if event.record is not None:
+            # lists, so that adding chunks concatenates them (floats would collide)
+            generation_info["pad"] = {key: [value] for key, value in event.record.items()}
         message = AIMessageChunk(content=event.text)
         if last:
             prompt_tokens = len(self.request.prompt_ids)
@@ -104,9 +90,20 @@ class _Call:
                     "model_name": self.model_name,
                     "finish_reason": event.finish_reason,
                     "model_provider": "pad",
+                    **self._pad_metadata(),
                 },
             )
         return ChatGenerationChunk(message=message, generation_info=generation_info)
+
+    def _pad_metadata(self) -> dict[str, Any]:
+        guidance = self.request.guidance
+        if guidance is None or self.axes is None:
+            return {}
+        return {
+            "pad_axes": list(self.axes),
+            "pad_weights": dict(zip(self.axes, guidance.weights, strict=True)),
+            "pad_beta": guidance.beta,
+        }
 
 
 class PADChatModel(BaseChatModel):
@@ -154,6 +151,14 @@ class PADChatModel(BaseChatModel):
     """Weight dtype; bfloat16 halves memory traffic on CPUs that support it."""
     max_batch_size: int = Field(default=32, ge=1)
     """Most conversations decoded in one batch by the shared decoding thread."""
+    reward_model: str | None = None
+    """Directory of a trained PersRM for this base model; PAD needs one."""
+    weights: dict[str, float] | list[float] | None = None
+    """Default preference ``w_p``: by axis name, or a vector in the reward model's axis order."""
+    beta: float | None = Field(default=None, gt=0.0)
+    """Reward scale; None uses the reward model's own ``beta``."""
+    pad_normalize: Literal["candidates", "vocab"] = "candidates"
+    """How ``phi`` is normalized: over the K candidates (fast, same choices) or the vocabulary."""
 
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
 
@@ -250,8 +255,45 @@ class PADChatModel(BaseChatModel):
             repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
             stop=tuple(stops or ()),
         )
-        scheduler = _scheduler_for(loaded, self.dtype, self.max_batch_size)
-        return _Call(model_name, scheduler, GenerationRequest(tuple(prompt_ids), params))
+        weights = kwargs.get("weights", self.weights)
+        beta = kwargs.get("beta", self.beta)
+        if kwargs.get("beta") is not None and weights is None:
+            raise ValueError("beta= scales the preference reward, but no weights= were given.")
+        reward_model = self._reward_model(loaded, needed=weights is not None or beta is not None)
+        guidance = None
+        if reward_model is not None and weights is not None:
+            from langchain_pad.engine.pad import PADGuidance
+
+            guidance = PADGuidance(reward_model.weight_vector(weights), beta)
+        scheduler = self._scheduler(loaded, reward_model)
+        request = GenerationRequest(tuple(prompt_ids), params, guidance)
+        return _Call(model_name, scheduler, request, reward_model.axes if reward_model else None)
+
+    def _reward_model(self, loaded: LoadedModel, *, needed: bool) -> PersonalizedRewardModel | None:
+        if self.reward_model is None:
+            if needed:
+                raise ValueError(
+                    "weights= and beta= steer decoding with a personalized reward model, but "
+                    "this PADChatModel has none: pass reward_model=<PersRM directory>."
+                )
+            return None
+        from langchain_pad._runtime import reward_model_for
+
+        return reward_model_for(self.reward_model, loaded)
+
+    def _scheduler(
+        self, loaded: LoadedModel, reward_model: PersonalizedRewardModel | None
+    ) -> BatchScheduler:
+        from langchain_pad._runtime import scheduler_for
+
+        return scheduler_for(
+            loaded,
+            self.dtype,
+            self.max_batch_size,
+            reward_model,
+            self.reward_model if reward_model is not None else None,
+            self.pad_normalize,
+        )
 
     def _stream(
         self,
@@ -335,7 +377,8 @@ class PADChatModel(BaseChatModel):
     # ------------------------------------------------------------------ batching
 
     def _batch_scheduler(self, kwargs: dict[str, Any]) -> BatchScheduler:
-        return _scheduler_for(self._loaded(kwargs.get("model")), self.dtype, self.max_batch_size)
+        loaded = self._loaded(kwargs.get("model"))
+        return self._scheduler(loaded, self._reward_model(loaded, needed=False))
 
     def _concurrent_configs(
         self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_ABS_WEIGHT",
     "PersRMConfig",
     "PersonalizedRewardModel",
     "RewardModelMismatchError",
@@ -39,6 +42,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+MAX_ABS_WEIGHT = 20.0
+"""Largest ``|w_i|`` accepted; beyond it rewards swamp the base model's log-probs."""
 _WEIGHTS_FILE = "persrm.safetensors"
 _CONFIG_FILE = "persrm_config.json"
 
@@ -165,6 +170,30 @@ class PersonalizedRewardModel(torch.nn.Module):
     def num_axes(self) -> int:
         return len(self.config.axes)
 
+    def weight_vector(self, weights: Mapping[str, float] | Sequence[float]) -> tuple[float, ...]:
+        """``w_p`` in this model's axis order, from ``{"axis": value}`` or a vector."""
+        if isinstance(weights, Mapping):
+            unknown = sorted(set(weights) - set(self.axes))
+            if unknown:
+                raise ValueError(
+                    f"unknown preference axes {unknown}; this reward model's axes are {self.axes}."
+                )
+            vector = [float(weights.get(axis, 0.0)) for axis in self.axes]
+        else:
+            vector = [float(v) for v in weights]
+            if len(vector) != self.num_axes:
+                raise ValueError(
+                    f"got {len(vector)} preference weights but the reward model has "
+                    f"{self.num_axes} axes {self.axes}; pass one weight per axis or a dict."
+                )
+        bad = [v for v in vector if not math.isfinite(v) or abs(v) > MAX_ABS_WEIGHT]
+        if bad:
+            raise ValueError(
+                f"preference weights must be finite and within +-{MAX_ABS_WEIGHT}, got {bad}; "
+                "large weights make decoding degenerate (see the model card)."
+            )
+        return tuple(vector)
+
     @property
     def lm_head_weight(self) -> torch.Tensor:
         base: Any = self.base
@@ -207,40 +236,54 @@ class PersonalizedRewardModel(torch.nn.Module):
             )
         return out.hidden_states[self.trunk_layer], out.logits
 
+    def reference(
+        self, prompt_ids: list[int], response_ids: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Frozen inputs for a response's features: trunk states, ``log pi_ref(y_t)``, offset.
+
+        Returns the trunk hidden states of the whole sequence ``[T, H]`` (the adapter
+        attends over the prompt too), the reference log-probability of each response
+        token ``[n]``, and the position whose state predicts the first response token.
+        """
+        if not prompt_ids or not response_ids:
+            raise ValueError("a response's features need a non-empty prompt and response.")
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)])
+        start = len(prompt_ids) - 1
+        targets = torch.tensor(response_ids)
+        trunk, logits = self.trunk_hidden(ids)
+        predicting = logits[0, start : start + len(response_ids)].float()
+        ref = torch.log_softmax(predicting, dim=-1).gather(-1, targets.view(-1, 1)).squeeze(-1)
+        return trunk[0], ref, start
+
     def phi_of_tokens(
         self,
         trunk_hidden: torch.Tensor,
-        ref_logits: torch.Tensor,
+        start: int,
         targets: torch.Tensor,
+        ref_logprobs: torch.Tensor,
         axes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Exact features of given next tokens, normalized over the whole vocabulary.
+        """Exact features of a response's tokens, normalized over the whole vocabulary.
 
-        ``trunk_hidden`` ``[T, H]`` and ``ref_logits`` ``[T, V]`` are the states that
-        predict ``targets`` ``[T]``. Returns ``phi`` ``[T, d]`` (or ``[T, len(axes)]``
-        for a subset of axes). This is what training uses; it keeps gradients.
+        ``phi_i(s_t, y_t) = log pihat_theta_i(y_t | s_t) - log pi_ref(y_t | s_t)``
+        (eq. 5) for ``t`` in the response: ``[n, d]`` (or ``[n, len(axes)]``). This is
+        what training uses; it keeps gradients for the adapter and heads.
         """
-        adapted = self.adapt(trunk_hidden.unsqueeze(0))[0]
+        n = targets.shape[0]
+        adapted = self.adapt(trunk_hidden.unsqueeze(0))[0, start : start + n]
         heads = self.heads if axes is None else self.heads[axes]
         per_axis = torch.einsum("tj,dij->tdi", adapted, heads)
-        logits = per_axis @ self.lm_head_weight.T  # [T, d, V]
+        logits = per_axis @ self.lm_head_weight.T  # [n, d, V]
         theta_logprob = torch.log_softmax(logits.float(), dim=-1)
         index = targets.view(-1, 1, 1).expand(-1, theta_logprob.shape[1], 1)
         theta = theta_logprob.gather(-1, index).squeeze(-1)
-        ref = torch.log_softmax(ref_logits.float(), dim=-1).gather(-1, targets.view(-1, 1))
-        return theta - ref
+        return theta - ref_logprobs.unsqueeze(-1)
 
     def sequence_features(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
-        """``sum_t phi(s_t, y_t)`` over a response, ``[d]``: the stage-2 regression input."""
-        if not response_ids:
-            raise ValueError("response_ids is empty: a preference pair needs two responses.")
-        ids = torch.tensor([list(prompt_ids) + list(response_ids)])
-        start = len(prompt_ids) - 1
+        """``F(y) = sum_t phi(s_t, y_t)`` over a response, ``[d]``: stage 2's input."""
         with torch.no_grad():
-            trunk, ref_logits = self.trunk_hidden(ids)
-            phi = self.phi_of_tokens(
-                trunk[0, start:-1], ref_logits[0, start:-1], torch.tensor(response_ids)
-            )
+            trunk, ref, start = self.reference(prompt_ids, response_ids)
+            phi = self.phi_of_tokens(trunk, start, torch.tensor(response_ids), ref)
         return phi.sum(dim=0)
 
     # ------------------------------------------------------------------ save / load

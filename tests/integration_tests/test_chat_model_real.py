@@ -12,7 +12,6 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_pad import PADChatModel
-from langchain_pad.chat_model import _scheduler_for
 from langchain_pad.engine import PromptTooLongError
 from langchain_pad.models import ModelLoadError, convert_embedded_model, load_model
 
@@ -31,7 +30,7 @@ def llm(loaded) -> PADChatModel:
 
 
 def scheduler(llm: PADChatModel):
-    return _scheduler_for(llm._loaded(), llm.dtype, llm.max_batch_size)
+    return llm._batch_scheduler({})
 
 
 def test_invoke_returns_usage_and_metadata(llm):

@@ -1,0 +1,108 @@
+"""PAD guided decoding on a tiny random Llama."""
+
+from __future__ import annotations
+
+import pytest
+
+from langchain_pad.engine import GenerationRequest, SamplingParams
+from langchain_pad.engine.pad import PADGuidance, PADGuide
+
+from .test_reward_model import perturbed
+
+PROMPTS = [b"first prompt", b"second, longer prompt here", b"third"]
+
+
+def req(prompt: bytes, weights=None, n: int = 16, **params) -> GenerationRequest:
+    guidance = PADGuidance(tuple(weights)) if weights is not None else None
+    return GenerationRequest(tuple(prompt), SamplingParams(n, **params), guidance)
+
+
+@pytest.fixture(scope="module")
+def guide(tiny_model):
+    return PADGuide(perturbed(tiny_model, scale=0.5))
+
+
+def test_zero_weights_reproduce_plain_decoding(tiny_engine, guide):
+    for prompt in PROMPTS:
+        plain = tiny_engine.generate([req(prompt)])[0]
+        zero = tiny_engine.generate([req(prompt, (0, 0, 0))], guide)[0]
+        assert zero.token_ids == plain.token_ids
+        assert not any(r["changed"] for r in zero.records)
+        assert all(r["reward"] == 0 for r in zero.records)
+
+
+def test_weights_change_the_output(tiny_engine, guide):
+    plain = tiny_engine.generate([req(PROMPTS[0])])[0]
+    steered = tiny_engine.generate([req(PROMPTS[0], (5, 0, 0))], guide)[0]
+    assert steered.token_ids != plain.token_ids
+    assert any(r["changed"] for r in steered.records)
+
+
+def test_batch_of_users_equals_each_user_alone(tiny_engine, guide):
+    users = [(3, 0, 0), (-3, 0, 0), (0, 3, 0), (0, 0, -3), (0, 0, 0), (1, 1, 1)]
+    requests = [req(PROMPTS[i % 3], w) for i, w in enumerate(users)]
+    batched = tiny_engine.generate(requests, guide)
+    for request, out in zip(requests, batched, strict=True):
+        alone = tiny_engine.generate([request], guide)[0]
+        assert out.token_ids == alone.token_ids
+        assert [r["reward"] for r in out.records] == pytest.approx(
+            [r["reward"] for r in alone.records], abs=1e-4
+        )
+
+
+def test_vocabulary_and_candidate_normalization_choose_the_same_tokens(tiny_engine, tiny_model):
+    rm = perturbed(tiny_model, scale=0.5)
+    fast, exact = PADGuide(rm), PADGuide(rm, normalize="vocab")
+    for weights in [(4, 0, 0), (0, -4, 2)]:
+        a = tiny_engine.generate([req(PROMPTS[1], weights, n=24)], fast)[0]
+        b = tiny_engine.generate([req(PROMPTS[1], weights, n=24)], exact)[0]
+        assert a.token_ids == b.token_ids
+        # rewards differ only by a per-step constant, never in which token wins
+        assert [r["base_rank"] for r in a.records] == [r["base_rank"] for r in b.records]
+
+
+def test_records_describe_the_chosen_token(tiny_engine, guide):
+    out = tiny_engine.generate([req(PROMPTS[2], (2, -1, 0.5))], guide)[0]
+    assert len(out.records) == len(out.token_ids)
+    for record, logprob in zip(out.records, out.logprobs, strict=True):
+        assert set(record) == {"reward", "features", "base_logprob", "base_rank", "changed"}
+        assert len(record["features"]) == 3
+        assert record["reward"] == pytest.approx(
+            2 * record["features"][0] - record["features"][1] + 0.5 * record["features"][2],
+            rel=1e-4,
+            abs=1e-4,
+        )
+        assert record["base_logprob"] == pytest.approx(logprob)
+        assert record["changed"] == (record["base_rank"] != 0)
+
+
+def test_guided_and_plain_rows_share_a_batch(tiny_engine, guide):
+    plain_alone = tiny_engine.generate([req(PROMPTS[0])])[0]
+    mixed = tiny_engine.generate([req(PROMPTS[0]), req(PROMPTS[1], (4, 0, 0))], guide)
+    assert mixed[0].token_ids == plain_alone.token_ids
+    assert mixed[0].records == []
+
+
+def test_top_k_limits_the_candidates(tiny_engine, guide):
+    out = tiny_engine.generate([req(PROMPTS[0], (10, 0, 0), top_k=3)], guide)[0]
+    assert max(r["base_rank"] for r in out.records) <= 2
+
+
+def test_sampled_pad_is_reproducible(tiny_engine, guide):
+    def run():
+        r = req(PROMPTS[0], (1, 0, 0), temperature=0.9, seed=7)
+        return tiny_engine.generate([r], guide)[0].token_ids
+
+    assert run() == run()
+
+
+def test_wrong_number_of_weights_is_refused(tiny_engine, guide):
+    with pytest.raises(ValueError, match="w_p has 2 weights but the reward model has 3 axes"):
+        tiny_engine.generate([req(PROMPTS[0], (1, 0))], guide)
+
+
+def test_bad_guidance_values_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        PADGuidance((float("inf"), 0, 0))
+    with pytest.raises(ValueError, match="beta"):
+        PADGuidance((1, 0, 0), beta=0)
