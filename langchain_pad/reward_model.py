@@ -245,15 +245,50 @@ class PersonalizedRewardModel(torch.nn.Module):
         attends over the prompt too), the reference log-probability of each response
         token ``[n]``, and the position whose state predicts the first response token.
         """
-        if not prompt_ids or not response_ids:
+        return self.references(prompt_ids, [response_ids])[0]
+
+    def references(
+        self, prompt_ids: list[int], responses: list[list[int]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        """:meth:`reference` for several responses to one prompt, running the prompt once.
+
+        The prompt (chat template included) is usually the longer part of a pair, so its
+        forward pass is shared through the KV cache, cropped back after each response.
+        """
+        from transformers import DynamicCache
+
+        if not prompt_ids or not responses or not all(responses):
             raise ValueError("a response's features need a non-empty prompt and response.")
-        ids = torch.tensor([list(prompt_ids) + list(response_ids)])
-        start = len(prompt_ids) - 1
-        targets = torch.tensor(response_ids)
-        trunk, logits = self.trunk_hidden(ids)
-        predicting = logits[0, start : start + len(response_ids)].float()
-        ref = torch.log_softmax(predicting, dim=-1).gather(-1, targets.view(-1, 1)).squeeze(-1)
-        return trunk[0], ref, start
+        base: Any = self.base
+        prompt_len = len(prompt_ids)
+        cache = DynamicCache(config=base.config)
+        with torch.no_grad():
+            prompt_out = base(
+                input_ids=torch.tensor([list(prompt_ids)]),
+                cache=cache,
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            )
+            prompt_trunk = prompt_out.hidden_states[self.trunk_layer][0]
+            first_logits = prompt_out.logits[0, -1:]
+            results = []
+            for response in responses:
+                extra = cache.get_seq_length() - prompt_len
+                if extra > 0:  # drop the previous response (transformers 5 crops by -count)
+                    cache.crop(-extra)
+                out = base(
+                    input_ids=torch.tensor([list(response)]),
+                    cache=cache,
+                    use_cache=True,
+                    output_hidden_states=True,
+                )
+                trunk = torch.cat([prompt_trunk, out.hidden_states[self.trunk_layer][0]])
+                predicting = torch.cat([first_logits, out.logits[0, :-1]]).float()
+                targets = torch.tensor(response).view(-1, 1)
+                ref = torch.log_softmax(predicting, dim=-1).gather(-1, targets).squeeze(-1)
+                results.append((trunk, ref, prompt_len - 1))
+        return results
 
     def phi_of_tokens(
         self,
@@ -281,10 +316,18 @@ class PersonalizedRewardModel(torch.nn.Module):
 
     def sequence_features(self, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
         """``F(y) = sum_t phi(s_t, y_t)`` over a response, ``[d]``: stage 2's input."""
+        return self.responses_features(prompt_ids, [response_ids])[0]
+
+    def responses_features(self, prompt_ids: list[int], responses: list[list[int]]) -> torch.Tensor:
+        """:meth:`sequence_features` of several responses to one prompt, ``[len, d]``."""
+        rows = []
         with torch.no_grad():
-            trunk, ref, start = self.reference(prompt_ids, response_ids)
-            phi = self.phi_of_tokens(trunk, start, torch.tensor(response_ids), ref)
-        return phi.sum(dim=0)
+            for response, (trunk, ref, start) in zip(
+                responses, self.references(prompt_ids, responses), strict=True
+            ):
+                phi = self.phi_of_tokens(trunk, start, torch.tensor(response), ref)
+                rows.append(phi.sum(dim=0))
+        return torch.stack(rows)
 
     # ------------------------------------------------------------------ save / load
 

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from langchain_pad.engine.guidance import StepGuide
 from langchain_pad.engine.loop import DecodingEngine, WaveStats
@@ -231,11 +230,3 @@ class BatchScheduler:
         for row, ticket in enumerate(wave):
             if row not in finished:
                 ticket.deliver(None)  # cancelled rows: end their streams
-
-
-def submit_all(scheduler: BatchScheduler, requests: list[GenerationRequest]) -> list[Any]:
-    """Decode several requests as one wave and collect their events (for tests and tools)."""
-    sinks = [_QueueSink() for _ in requests]
-    with scheduler.gathering(len(requests)):
-        tickets = [scheduler.submit(r, s) for r, s in zip(requests, sinks, strict=True)]
-    return [list(s.iterate(t, None)) for s, t in zip(sinks, tickets, strict=True)]

@@ -74,10 +74,13 @@ def _prepare(rm: PersonalizedRewardModel, pair: TokenizedPair) -> _Prepared:
         raise ValueError("stage-1 pairs need an axis: which preference axis the pair teaches.")
     if not 0 <= pair.axis < rm.num_axes:
         raise ValueError(f"pair axis {pair.axis} is outside the reward model's {rm.num_axes} axes.")
-    sides = []
-    for response in (pair.chosen_ids, pair.rejected_ids):
-        trunk, ref, start = rm.reference(list(pair.prompt_ids), list(response))
-        sides.append((trunk, ref, start, torch.tensor(response)))
+    responses = [list(pair.chosen_ids), list(pair.rejected_ids)]
+    sides = [
+        (trunk, ref, start, torch.tensor(response))
+        for response, (trunk, ref, start) in zip(
+            responses, rm.references(list(pair.prompt_ids), responses), strict=True
+        )
+    ]
     return _Prepared(pair.axis, sides[0], sides[1])
 
 

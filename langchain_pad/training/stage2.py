@@ -49,10 +49,10 @@ def pair_feature_differences(
             if tokenizer is None:
                 raise ValueError("text pairs need the base model's tokenizer: pass tokenizer=.")
             pair = tokenize_pair(tokenizer, pair)
-        prompt = list(pair.prompt_ids)
-        chosen = reward_model.sequence_features(prompt, list(pair.chosen_ids))
-        rejected = reward_model.sequence_features(prompt, list(pair.rejected_ids))
-        rows.append(chosen - rejected)
+        both = reward_model.responses_features(
+            list(pair.prompt_ids), [list(pair.chosen_ids), list(pair.rejected_ids)]
+        )
+        rows.append(both[0] - both[1])
     return torch.stack(rows).float()
 
 

@@ -102,3 +102,20 @@ def test_weight_vector_from_dict_and_sequence(tiny_model):
 def test_bad_weights_are_refused(tiny_model, weights, message):
     with pytest.raises(ValueError, match=message):
         perturbed(tiny_model).weight_vector(weights)
+
+
+def test_shared_prompt_references_equal_whole_sequence_forwards(tiny_model):
+    rm = perturbed(tiny_model)
+    prompt, responses = list(b"shared prompt"), [list(b"first answer"), list(b"second")]
+    shared = rm.references(prompt, responses)
+    for response, (trunk, ref, start) in zip(responses, shared, strict=True):
+        ids = torch.tensor([prompt + response])
+        full_trunk, logits = rm.trunk_hidden(ids)
+        expected_ref = torch.log_softmax(logits[0, start : start + len(response)], -1).gather(
+            -1, torch.tensor(response).view(-1, 1)
+        )[:, 0]
+        assert start == len(prompt) - 1
+        assert torch.allclose(trunk, full_trunk[0], atol=1e-5)
+        assert torch.allclose(ref, expected_ref, atol=1e-5)
+    features = rm.responses_features(prompt, responses)
+    assert torch.allclose(features[1], rm.sequence_features(prompt, responses[1]), atol=1e-5)
