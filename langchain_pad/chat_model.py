@@ -331,6 +331,8 @@ class PADChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        from langchain_pad.engine.scheduler import generation_timeout
+
         call = self._prepare(messages, stop, kwargs)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
@@ -348,10 +350,7 @@ class PADChatModel(BaseChatModel):
                 try:
                     item = await asyncio.wait_for(inbox.get(), remaining)
                 except TimeoutError:
-                    raise TimeoutError(
-                        f"Generation did not finish within timeout={self.timeout} s; "
-                        "raise the timeout or lower max_tokens."
-                    ) from None
+                    raise generation_timeout(self.timeout) from None
                 if item is None:
                     return
                 if isinstance(item, BaseException):

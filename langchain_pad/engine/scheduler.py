@@ -25,6 +25,14 @@ EventSink = Callable[[TokenEvent | BaseException | None], None]
 """Receives each event of a request, then ``None`` at the end, or the error that ended it."""
 
 
+def generation_timeout(timeout: float | None) -> TimeoutError:
+    """The error every caller raises when a request outlives its ``timeout``."""
+    return TimeoutError(
+        f"Generation did not finish within timeout={timeout} s; "
+        "raise the timeout or lower max_tokens."
+    )
+
+
 class EngineClosedError(RuntimeError):
     """The scheduler was shut down; no request can be submitted any more."""
 
@@ -69,10 +77,7 @@ class _QueueSink:
                 try:
                     item = self.queue.get(timeout=wait)
                 except queue.Empty:
-                    raise TimeoutError(
-                        f"Generation did not finish within timeout={timeout} s; "
-                        "raise the timeout or lower max_tokens."
-                    ) from None
+                    raise generation_timeout(timeout) from None
                 if item is None:
                     return
                 if isinstance(item, BaseException):

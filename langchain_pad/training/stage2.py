@@ -123,13 +123,8 @@ def fit_preference_weights(
 ) -> PreferenceFit:
     """Fit ``w_p`` for one user from their ``(prompt, chosen, rejected)`` pairs."""
     started = time.perf_counter()
-    if isinstance(init, dict):
-        unknown = sorted(set(init) - set(reward_model.axes))
-        if unknown:
-            raise ValueError(
-                f"unknown axes {unknown}; the reward model's axes are {reward_model.axes}."
-            )
-        init = [float(init.get(axis, 0.0)) for axis in reward_model.axes]
+    if init is not None:
+        init = reward_model.weight_vector(init)  # same axis checks as decoding
     differences = pair_feature_differences(reward_model, pairs, tokenizer)
     w, loss = fit_weights_from_features(differences, beta=reward_model.beta, l2=l2, init=init)
     accuracy = float(((differences @ w) > 0).float().mean())
