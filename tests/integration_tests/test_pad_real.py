@@ -72,7 +72,7 @@ def test_pad_data_in_every_chunk_and_in_the_merged_message(reward_model_dir):
 
 def test_weights_without_a_reward_model_is_a_clear_error():
     with pytest.raises(ValueError, match="pass reward_model="):
-        PADChatModel(max_tokens=4).invoke("hi", weights={"expertise": 1.0})
+        PADChatModel(max_tokens=4, reward_model=None).invoke("hi", weights={"expertise": 1.0})
 
 
 def test_unknown_axis_is_a_clear_error(reward_model_dir):

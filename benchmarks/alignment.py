@@ -1,0 +1,292 @@
+"""Does PAD move answers the way the user asked? Per pole, against two baselines.
+
+For every shipped axis pole of a reward model (default: the shipped PersRM) and every
+prompt of two prompt sets -- the held-out prompts of the project's instruction set
+(never trained on) and the PAD paper's P-Soups prompts (``koala_eval_50.json``, read
+from ``../shared/data`` when present) -- four systems answer greedily:
+
+* ``base``: the plain model, no preference;
+* ``prompt``: the pole's preference as a system prompt (the same instruction that made
+  the training data: the strongest prompt we have, so a strong baseline);
+* ``pad``: PAD with the pole's anchor weights, no preference in the prompt;
+* ``pad+prompt``: both.
+
+Scores: the axis judge (``langchain_pad.judges``) of each answer; per prompt, whether a
+system moved the judge in the pole's direction against ``base`` (win rate); whether
+``pad+prompt`` beats ``prompt`` alone (mean judge, in the pole's direction); fluency as
+the base model's perplexity of each answer after the plain user prompt (median, and the
+ratio to ``base``'s median). All rows of a prompt set decode in one process and run;
+writes ``alignment.json``, ``alignment.md`` and ``alignment.png`` under ``--out``.
+
+    python benchmarks/alignment.py                  # both prompt sets, all prompts
+    python benchmarks/alignment.py --limit 8        # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from speed import machine_info
+
+from langchain_pad.axes import axes_by_name
+from langchain_pad.datagen.prompts import load_prompts
+from langchain_pad.evaluation import (
+    DecodeRow,
+    decode_conditions,
+    distinct_ratio,
+    perplexities,
+)
+from langchain_pad.judges import judge
+from langchain_pad.models import DEFAULT_MODEL, load_model
+from langchain_pad.reward_model import PersonalizedRewardModel
+from langchain_pad.reward_models import resolve_reward_model
+
+ROOT = Path(__file__).resolve().parents[1]
+KOALA = ROOT.parent / "shared" / "data" / "koala_eval_50.json"
+SYSTEMS = ("prompt", "pad", "pad+prompt")
+
+
+def prompt_sets(args: argparse.Namespace) -> dict[str, list[str]]:
+    sets = {"heldout": [p.text for p in load_prompts() if p.split == "heldout"]}
+    koala = Path(args.koala)
+    if koala.is_file():
+        sets["psoups_koala"] = [row["prompt"] for row in json.loads(koala.read_text())]
+    else:
+        print(f"note: {koala} not found; the P-Soups prompt set is skipped")
+    if args.limit:
+        sets = {name: prompts[: args.limit] for name, prompts in sets.items()}
+    return sets
+
+
+def run_set(
+    name: str, prompts: list[str], args: argparse.Namespace, lm: Any, rm: Any, anchors: Any
+) -> dict[str, Any]:
+    axes = axes_by_name(rm.axes)
+    rows = [DecodeRow(p) for p in prompts]
+    plan: list[tuple[str, str, str]] = []  # (axis, pole, system)
+    for axis in axes:
+        for pole in (axis.low, axis.high):
+            weights = tuple(anchors[f"{axis.name}:{pole.name}"][a] for a in rm.axes)
+            for system in SYSTEMS:
+                plan.append((axis.name, pole.name, system))
+                rows.extend(
+                    DecodeRow(
+                        p,
+                        system=pole.system_prompt if "prompt" in system else None,
+                        weights=weights if system.startswith("pad") else None,
+                    )
+                    for p in prompts
+                )
+    started = time.perf_counter()
+    outputs = decode_conditions(
+        lm,
+        rows,
+        reward_model=rm,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        description=f"{name}: decoding",
+    )
+    decode_seconds = time.perf_counter() - started
+    ppl = perplexities(lm, [r.prompt for r in rows], [o.token_ids for o in outputs])
+    k = len(prompts)
+    base, base_ppl = outputs[:k], ppl[:k]
+    poles: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    for axis in axes:
+        score = judge(axis.judge)
+        base_scores = [score(o.text) for o in base]
+        for pole in (axis.low, axis.high):
+            sign = axis.sign(pole.name)
+            entry: dict[str, Any] = {
+                "axis": axis.name,
+                "pole": pole.name,
+                "judge": axis.judge,
+                "direction": "up" if sign > 0 else "down",
+                "base_mean": statistics.fmean(base_scores),
+                "base_ppl_median": statistics.median(base_ppl),
+                "systems": {},
+            }
+            for system in SYSTEMS:
+                i = plan.index((axis.name, pole.name, system))
+                block = slice(k * (i + 1), k * (i + 2))
+                outs = outputs[block]
+                scores = [score(o.text) for o in outs]
+                wins = [sign * (s - b) > 0 for s, b in zip(scores, base_scores, strict=True)]
+                finite = [p for p in ppl[block] if math.isfinite(p)]
+                entry["systems"][system] = {
+                    "mean": statistics.fmean(scores),
+                    "win_rate_vs_base": sum(wins) / k,
+                    "ppl_median": statistics.median(finite),
+                    "ppl_ratio_vs_base": statistics.median(finite) / statistics.median(base_ppl),
+                    "distinct_3gram": statistics.fmean(distinct_ratio(o.token_ids) for o in outs),
+                    "scores": scores,
+                }
+                if system == "pad":
+                    samples.append(
+                        {
+                            "axis": axis.name,
+                            "pole": pole.name,
+                            "prompt": prompts[0],
+                            "base": base[0].text,
+                            "pad": outs[0].text,
+                        }
+                    )
+            prompt_scores = entry["systems"]["prompt"]["scores"]
+            both_scores = entry["systems"]["pad+prompt"]["scores"]
+            entry["pad_plus_prompt_beats_prompt"] = (
+                sign * (statistics.fmean(both_scores) - statistics.fmean(prompt_scores)) > 0
+            )
+            entry["pad_plus_prompt_win_rate_vs_prompt"] = (
+                sum(sign * (b - p) > 0 for b, p in zip(both_scores, prompt_scores, strict=True)) / k
+            )
+            poles.append(entry)
+    return {
+        "prompts": k,
+        "rows": len(rows),
+        "decode_seconds": round(decode_seconds, 1),
+        "poles": poles,
+        "samples": samples,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Alignment benchmark",
+        "",
+        f"Reward model: `{report['reward_model']}`; greedy, {report['settings']['max_new_tokens']} "
+        f"new tokens; machine: {report['machine']['cpu_model']} "
+        f"({report['machine']['torch_threads']} threads), {report['machine']['date']}.",
+        "Win rate: share of prompts where the system moved the pole's judge in the pole's "
+        "direction against base greedy. ppl x: median base-model perplexity of the "
+        "system's answers over that of base greedy's answers.",
+        "",
+    ]
+    for set_name, result in report["sets"].items():
+        lines += [
+            f"## {set_name} ({result['prompts']} prompts)",
+            "",
+            "| axis | pole | judge | base | prompt | PAD | PAD+prompt | PAD win | prompt win "
+            "| PAD+prompt win | PAD+prompt > prompt | PAD ppl x | PAD+prompt ppl x |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        ]
+        for p in result["poles"]:
+            s = p["systems"]
+            lines.append(
+                f"| {p['axis']} | {p['pole']} | {p['judge']} ({p['direction']}) | "
+                f"{p['base_mean']:.2f} | {s['prompt']['mean']:.2f} | {s['pad']['mean']:.2f} | "
+                f"{s['pad+prompt']['mean']:.2f} | {s['pad']['win_rate_vs_base']:.0%} | "
+                f"{s['prompt']['win_rate_vs_base']:.0%} | "
+                f"{s['pad+prompt']['win_rate_vs_base']:.0%} | "
+                f"{'yes' if p['pad_plus_prompt_beats_prompt'] else 'no'} "
+                f"({p['pad_plus_prompt_win_rate_vs_prompt']:.0%}) | "
+                f"{s['pad']['ppl_ratio_vs_base']:.2f} | "
+                f"{s['pad+prompt']['ppl_ratio_vs_base']:.2f} |"
+            )
+        lines.append("")
+    lines += ["## Verdict (must-show bars of issue 4, on the held-out prompts)", ""]
+    for line in report["verdict"]:
+        lines.append(f"- {line}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    result = report["sets"]["heldout"]
+    lines = []
+    for p in result["poles"]:
+        pad = p["systems"]["pad"]
+        ok = pad["win_rate_vs_base"] >= 0.75 and pad["ppl_ratio_vs_base"] <= 1.5
+        lines.append(
+            f"{p['axis']}:{p['pole']}: PAD win rate {pad['win_rate_vs_base']:.0%} (bar 75%), "
+            f"perplexity x{pad['ppl_ratio_vs_base']:.2f} (bar 1.5) -> "
+            f"{'meets' if ok else 'MISSES'}"
+        )
+    beats = sum(p["pad_plus_prompt_beats_prompt"] for p in result["poles"])
+    lines.append(
+        f"PAD+prompt beats prompt alone on {beats}/{len(result['poles'])} poles "
+        f"(bar: a majority) -> {'meets' if beats * 2 > len(result['poles']) else 'MISSES'}"
+    )
+    return lines
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(report["sets"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(7 * len(sets), 4.5), squeeze=False)
+    for ax, set_name in zip(axes[0], sets, strict=True):
+        poles = report["sets"][set_name]["poles"]
+        labels = [f"{p['axis']}\n{p['pole']}" for p in poles]
+        width = 0.27
+        for j, system in enumerate(SYSTEMS):
+            values = [p["systems"][system]["win_rate_vs_base"] * 100 for p in poles]
+            ax.bar([i + (j - 1) * width for i in range(len(poles))], values, width, label=system)
+        ax.axhline(75, color="black", linestyle="--", linewidth=1, label="75% bar")
+        ax.set_xticks(range(len(poles)), labels, fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% prompts moved in the pole's direction vs base")
+        ax.set_title(f"{set_name} ({report['sets'][set_name]['prompts']} prompts)")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reward-model", default="default")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--koala", default=str(KOALA), help="P-Soups prompts (koala_eval_50)")
+    parser.add_argument("--limit", type=int, default=None, help="first N prompts of each set")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    lm = load_model(args.model)
+    rm_path = resolve_reward_model(args.reward_model)
+    rm = PersonalizedRewardModel.load(rm_path, lm.model)
+    anchor_file = json.loads((Path(rm_path) / "anchors.json").read_text())
+    anchors = {a["name"]: a["weights"] for a in anchor_file["anchors"]}
+    report: dict[str, Any] = {
+        "reward_model": args.reward_model,
+        "axes": rm.axes,
+        "anchors": anchors,
+        "settings": {
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "limit": args.limit,
+            "decoding": "greedy, K=10 candidates",
+        },
+        "machine": machine_info(lm),
+        "sets": {},
+    }
+    started = time.perf_counter()
+    for name, prompts in prompt_sets(args).items():
+        report["sets"][name] = run_set(name, prompts, args, lm, rm, anchors)
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["verdict"] = verdict(report)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "alignment.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "alignment.md").write_text(markdown(report))
+    plot(report, out / "alignment.png")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""`langchain-pad train`: a preference dataset in, a shippable PersRM directory out.
+
+Steps: stage-1 training on the dataset's train split, held-out pair accuracy per axis,
+dropping axes that did not learn (they are reported, never shipped as if they worked),
+saving, re-measuring on the *saved* file, calibrating each pole's anchor weight, and
+writing the anchor profiles, metrics and a model card beside the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from langchain_pad.axes import PreferenceAxis, axes_by_name
+from langchain_pad.datagen.dataset import PairRecord, read_dataset
+from langchain_pad.training.pairs import PreferencePair, TokenizedPair, tokenize_pair
+
+if TYPE_CHECKING:
+    from langchain_pad.models import LoadedModel
+    from langchain_pad.reward_model import PersonalizedRewardModel
+
+ANCHORS_FILE = "anchors.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 2
+    learning_rate: float = 2e-5
+    beta: float = 0.1
+    adapted_layers: int = 4
+    seed: int = 0
+    max_train_pairs_per_axis: int | None = None
+    min_heldout_accuracy: float = 0.75
+    """An axis ships only if its held-out pair accuracy reaches this."""
+    min_heldout_pairs: int = 12
+    """Fewer held-out pairs than this cannot show an axis works: it is not shipped."""
+    calibration_prompts: int = 8
+    calibration_magnitudes: tuple[float, ...] = (1.0, 2.0, 4.0)
+    calibration_new_tokens: int = 48
+    max_perplexity_ratio: float = 1.3
+    """Calibration rejects anchor weights whose answers are this much less fluent."""
+
+
+@dataclass
+class AxisReport:
+    name: str
+    low: str
+    high: str
+    train_pairs: int
+    heldout_pairs: int
+    train_accuracy: float
+    heldout_accuracy: float
+    shipped: bool
+    reason: str
+    anchor_magnitude: float | None = None
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+
+
+def pair_accuracy(
+    rm: PersonalizedRewardModel, pairs: Sequence[TokenizedPair]
+) -> dict[int, tuple[int, int]]:
+    """Per axis index: (pairs whose chosen answer gets the larger feature sum, pairs)."""
+    totals: dict[int, list[int]] = {}
+    for pair in pairs:
+        assert pair.axis is not None
+        features = rm.responses_features(
+            list(pair.prompt_ids), [list(pair.chosen_ids), list(pair.rejected_ids)]
+        )
+        won = bool(features[0, pair.axis] > features[1, pair.axis])
+        entry = totals.setdefault(pair.axis, [0, 0])
+        entry[0] += int(won)
+        entry[1] += 1
+    return {axis: (wins, n) for axis, (wins, n) in totals.items()}
+
+
+def _eos_id(loaded: LoadedModel) -> int:
+    eos = loaded.tokenizer.eos_token_id
+    return int(eos) if eos in loaded.eos_token_ids else min(loaded.eos_token_ids)
+
+
+def _tokenize(
+    loaded: LoadedModel, records: Sequence[PairRecord], axes: list[str]
+) -> list[TokenizedPair]:
+    eos = _eos_id(loaded)
+    return [
+        tokenize_pair(
+            loaded.tokenizer,
+            PreferencePair(
+                r.prompt, r.chosen, r.rejected, r.axis, r.chosen_complete, r.rejected_complete
+            ),
+            axes,
+            eos_token_id=eos,
+        )
+        for r in records
+    ]
+
+
+def _select_train(
+    records: list[PairRecord], axes: list[str], settings: TrainSettings
+) -> list[PairRecord]:
+    rng = random.Random(settings.seed)
+    chosen: list[PairRecord] = []
+    for axis in axes:
+        pool = [r for r in records if r.axis == axis and r.split == "train"]
+        if settings.max_train_pairs_per_axis is not None:
+            pool = sorted(pool, key=lambda r: r.id)
+            rng.shuffle(pool)
+            pool = pool[: settings.max_train_pairs_per_axis]
+        chosen.extend(pool)
+    return chosen
+
+
+def train_reward_model(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    settings: TrainSettings | None = None,
+    model_name: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate, select axes, save, calibrate anchors; return the metrics written."""
+    from langchain_pad.models import load_model
+    from langchain_pad.reward_model import PersonalizedRewardModel
+    from langchain_pad.training.stage1 import Stage1Config, train_stage1
+
+    settings = settings or TrainSettings()
+    started = time.perf_counter()
+    manifest, records = read_dataset(data_dir)
+    loaded = load_model(model_name or manifest.model)
+    axis_names = [name for name, counts in manifest.axes.items() if counts.pairs_kept > 0]
+    if not axis_names:
+        raise ValueError(f"{data_dir} has no kept pairs on any axis: nothing to train.")
+    axes = axes_by_name(axis_names)
+    torch.manual_seed(settings.seed)
+    rm = PersonalizedRewardModel(
+        loaded.model,
+        axis_names,
+        beta=settings.beta,
+        adapted_layers=settings.adapted_layers,
+        backbone=manifest.model,
+        axis_descriptions={a.name: _axis_description(a) for a in axes},
+    )
+    train_records = _select_train(records, axis_names, settings)
+    heldout_records = [r for r in records if r.split == "heldout" and r.axis in axis_names]
+    train_pairs = _tokenize(loaded, train_records, axis_names)
+    heldout_pairs = _tokenize(loaded, heldout_records, axis_names)
+
+    stage1 = train_stage1(
+        rm,
+        train_pairs,
+        Stage1Config(
+            epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            seed=settings.seed,
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        ),
+        show_progress=show_progress,
+    )
+    train_acc = pair_accuracy(rm, train_pairs)
+    heldout_acc = pair_accuracy(rm, heldout_pairs)
+
+    reports: list[AxisReport] = []
+    for index, axis in enumerate(axes):
+        wins, n = heldout_acc.get(index, (0, 0))
+        accuracy = wins / n if n else 0.0
+        t_wins, t_n = train_acc.get(index, (0, 0))
+        if n < settings.min_heldout_pairs:
+            shipped, reason = False, f"only {n} held-out pairs: too few to show it works"
+        elif accuracy < settings.min_heldout_accuracy:
+            shipped = False
+            reason = f"held-out accuracy {accuracy:.2f} < {settings.min_heldout_accuracy:.2f}"
+        else:
+            shipped, reason = True, "held-out accuracy reaches the bar"
+        reports.append(
+            AxisReport(
+                axis.name,
+                axis.low.name,
+                axis.high.name,
+                t_n,
+                n,
+                round(t_wins / t_n, 4) if t_n else 0.0,
+                round(accuracy, 4),
+                shipped,
+                reason,
+            )
+        )
+    shipped_axes = [r.name for r in reports if r.shipped]
+    if not shipped_axes:
+        raise RuntimeError(
+            "no axis reached the held-out accuracy bar; nothing to ship: "
+            + "; ".join(f"{r.name}: {r.reason}" for r in reports)
+        )
+
+    out = Path(out_dir)
+    rm.select_axes(shipped_axes)
+    rm.save(out, dtype=torch.bfloat16)
+    saved = PersonalizedRewardModel.load(out, loaded.model)
+    # the figures that ship are those of the saved (bfloat16) file, not the training copy
+    saved_pairs = _tokenize(
+        loaded, [r for r in heldout_records if r.axis in shipped_axes], shipped_axes
+    )
+    for index, (wins, n) in pair_accuracy(saved, saved_pairs).items():
+        report = next(r for r in reports if r.name == shipped_axes[index])
+        report.heldout_accuracy = round(wins / n, 4)
+
+    train_prompts = sorted({r.prompt for r in train_records})
+    calibration_prompts = random.Random(settings.seed).sample(
+        train_prompts, min(settings.calibration_prompts, len(train_prompts))
+    )
+    anchors = calibrate_anchors(
+        loaded,
+        saved,
+        axes_by_name(shipped_axes),
+        reports,
+        calibration_prompts,
+        settings,
+        show_progress=show_progress,
+    )
+    (out / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2) + "\n")
+
+    metrics: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "path": str(data_dir),
+            "version": manifest.dataset_version,
+            "pairs_sha256": manifest.files.get("pairs.jsonl"),
+        },
+        "base_model": manifest.model,
+        "settings": asdict(settings),
+        "stage1": {
+            "epoch_losses": [round(x, 5) for x in stage1.epoch_losses],
+            "train_accuracy": round(stage1.train_accuracy, 4),
+            "seconds": round(stage1.seconds, 1),
+        },
+        "axes": [asdict(r) for r in reports],
+        "shipped_axes": shipped_axes,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / CARD_FILE).write_text(model_card(metrics, anchors, manifest.model_dump()))
+    return metrics
+
+
+def _axis_description(axis: PreferenceAxis) -> dict[str, str]:
+    return {
+        "low": axis.low.name,
+        "high": axis.high.name,
+        "low_description": axis.low.description,
+        "high_description": axis.high.description,
+        "judge": axis.judge,
+    }
+
+
+def calibrate_anchors(
+    loaded: LoadedModel,
+    rm: PersonalizedRewardModel,
+    axes: list[PreferenceAxis],
+    reports: list[AxisReport],
+    prompts: list[str],
+    settings: TrainSettings,
+    *,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Pick each pole's weight: the smallest that moves the judge on most calibration
+    prompts while the answers stay fluent (perplexity ratio to plain greedy bounded)."""
+    from langchain_pad.evaluation import DecodeRow, decode_conditions, perplexities
+    from langchain_pad.judges import judge
+
+    names = rm.axes
+    rows = [DecodeRow(p) for p in prompts]
+    plan: list[tuple[PreferenceAxis, int, float]] = []
+    for axis in axes:
+        for sign in (-1, 1):
+            for magnitude in settings.calibration_magnitudes:
+                plan.append((axis, sign, magnitude))
+                weights = tuple(sign * magnitude if n == axis.name else 0.0 for n in names)
+                rows.extend(DecodeRow(p, weights=weights) for p in prompts)
+    outputs = decode_conditions(
+        loaded,
+        rows,
+        reward_model=rm,
+        max_new_tokens=settings.calibration_new_tokens,
+        description="calibrating anchors",
+        show_progress=show_progress,
+    )
+    ppl = perplexities(loaded, [r.prompt for r in rows], [o.token_ids for o in outputs])
+    k = len(prompts)
+    base_out, base_ppl = outputs[:k], ppl[:k]
+    chosen: dict[tuple[str, int], float] = {}
+    for i, (axis, sign, magnitude) in enumerate(plan):
+        block = slice(k * (i + 1), k * (i + 2))
+        score = judge(axis.judge)
+        moved = [
+            sign * (score(o.text) - score(b.text)) > 0
+            for o, b in zip(outputs[block], base_out, strict=True)
+        ]
+        ratio = statistics.median(
+            p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
+        )
+        win = sum(moved) / k
+        report = next(r for r in reports if r.name == axis.name)
+        report.calibration.append(
+            {
+                "sign": sign,
+                "magnitude": magnitude,
+                "win_rate": round(win, 3),
+                "perplexity_ratio": round(ratio, 3),
+            }
+        )
+        key = (axis.name, sign)
+        if key not in chosen and win >= 0.75 and ratio <= settings.max_perplexity_ratio:
+            chosen[key] = magnitude
+    anchors: list[dict[str, Any]] = []
+    for axis in axes:
+        report = next(r for r in reports if r.name == axis.name)
+        magnitudes = []
+        for sign, pole in ((-1, axis.low), (1, axis.high)):
+            fluent = [
+                c["magnitude"]
+                for c in report.calibration
+                if c["sign"] == sign and c["perplexity_ratio"] <= settings.max_perplexity_ratio
+            ]
+            magnitude = chosen.get((axis.name, sign), max(fluent, default=1.0))
+            magnitudes.append(magnitude)
+            anchors.append(
+                {
+                    "name": f"{axis.name}:{pole.name}",
+                    "description": pole.description,
+                    "aliases": [],
+                    "weights": {n: (sign * magnitude if n == axis.name else 0.0) for n in names},
+                }
+            )
+        report.anchor_magnitude = max(magnitudes)
+    return {"format_version": 1, "axes": names, "anchors": anchors}
+
+
+def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The README shipped beside the weights: what it is, how it was made, how it scores."""
+    lines = [
+        "# langchain-pad default PersRM",
+        "",
+        f"Personalized reward model for PAD decoding on `{metrics['base_model']}` "
+        "(the embedded SmolLM2-135M-Instruct). It holds only the trained parts: a copy of the "
+        f"base model's top {metrics['settings']['adapted_layers']} layers (the adapter) and one "
+        "576x576 head per axis, stored in bfloat16; the frozen base model supplies the rest.",
+        "",
+        "## Axes",
+        "",
+        "| axis | low pole (w < 0) | high pole (w > 0) | train pairs | held-out pairs "
+        "| held-out accuracy | shipped |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for axis in metrics["axes"]:
+        lines.append(
+            f"| {axis['name']} | {axis['low']} | {axis['high']} | {axis['train_pairs']} | "
+            f"{axis['heldout_pairs']} | {axis['heldout_accuracy']:.2f} | "
+            f"{'yes' if axis['shipped'] else 'no: ' + axis['reason']} |"
+        )
+    lines += [
+        "",
+        "Held-out accuracy: share of held-out pairs (prompts never trained on) whose "
+        "higher-pole answer gets the larger summed reward on that axis, measured on the "
+        "saved bfloat16 file.",
+        "",
+        "## Anchor profiles",
+        "",
+        "| anchor | weights |",
+        "|---|---|",
+    ]
+    for anchor in anchors["anchors"]:
+        nonzero = {k: v for k, v in anchor["weights"].items() if v}
+        lines.append(f"| {anchor['name']} | {nonzero} |")
+    s = metrics["settings"]
+    lines += [
+        "",
+        "Each pole's weight is the smallest of "
+        f"{list(s['calibration_magnitudes'])} that moved the axis judge on at least 75% of "
+        f"{s['calibration_prompts']} training prompts with a median perplexity ratio to "
+        f"plain greedy of at most {s['max_perplexity_ratio']} (else the largest fluent one).",
+        "",
+        "## Data",
+        "",
+        f"Dataset v{manifest['dataset_version']} (`data/preferences/v{manifest['dataset_version']}`"
+        f"), {manifest['prompt_set']['prompts']} prompts of the project's own instruction set "
+        f"({manifest['prompt_set']['heldout']} held out by id hash), answers sampled from the "
+        "base model under each pole's system prompt "
+        f"(T={manifest['settings']['temperature']}, top-p {manifest['settings']['top_p']}, "
+        f"{manifest['settings']['max_new_tokens']} new tokens, seed {manifest['seed']}), pairs "
+        "kept where the axis judge agreed with the intended direction:",
+        "",
+        "| axis | judge | min gap | pairs kept | filtered |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, counts in manifest["axes"].items():
+        lines.append(
+            f"| {name} | {counts['judge']} | {counts['min_gap']} | {counts['pairs_kept']} | "
+            f"{counts['filter_rate']:.0%} |"
+        )
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"Stage 1 (PAD loss, eq. 8), beta {s['beta']}, AdamW lr {s['learning_rate']}, "
+        f"{s['epochs']} epochs, seed {s['seed']}; epoch losses "
+        f"{metrics['stage1']['epoch_losses']}; {metrics['stage1']['seconds']:.0f} s of training, "
+        f"{metrics['wall_seconds']:.0f} s for the whole `train` command on "
+        f"{metrics['machine']['platform']} ({metrics['machine']['cpu_threads']} threads).",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        "make install",
+        "langchain-pad data generate --out data/preferences/v1 "
+        "--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7",
+        "langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
