@@ -53,12 +53,15 @@ _CALL_PARAMS = frozenset(
 class _Call:
     """Everything one model call needs, resolved once; turns engine events into chunks.
 
-    Per-token data goes into every chunk as one-element lists (under
-    ``generation_info`` and the message's ``response_metadata`` alike, so that
-    callbacks that only see the message, like LangGraph's ``stream_mode="messages"``,
-    get it too): adding chunks concatenates the lists, and a float never meets another
-    float under the same key (LangChain refuses to merge two different floats). Floats
-    outside lists (weights, beta, the summary) ride on the last chunk only.
+    Per-token data goes into every chunk as one-element lists: adding chunks
+    concatenates the lists, and a float never meets another float under the same key
+    (LangChain refuses to merge two different floats). Floats outside lists (weights,
+    beta, the summary) ride on the last chunk only. The lists sit in
+    ``generation_info`` and on the message's ``response_metadata`` alike: LangChain
+    copies the first into the second only on some paths (``stream``), after some
+    callbacks already saw the chunk (``invoke``, v3 event streams), and handlers that
+    read only the message (as LangGraph's ``stream_mode="messages"`` does) must find it.
+    LangChain folds the two into one dict when it builds the final message.
     """
 
     def __init__(

@@ -12,6 +12,7 @@ import threading
 import warnings
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
@@ -127,6 +128,38 @@ def test_unguided_runs_still_give_token_texts(tiny_chat_model):
     assert trace.text == message.content
     assert not trace.guided and all(t.reward is None for t in trace.tokens)
     assert trace.title == "base"
+
+
+class MessageReader(BaseCallbackHandler):
+    """A handler that looks only at the chunk's message, as LangGraph's does."""
+
+    def __init__(self) -> None:
+        self.rewards: list[float] = []
+
+    def on_llm_new_token(self, token, *, chunk=None, **kwargs) -> None:
+        pad = chunk.message.response_metadata.get("pad") if chunk is not None else None
+        if pad:
+            self.rewards.extend(pad["reward"])
+
+
+async def test_callbacks_reading_only_the_message_see_every_token(llm):
+    expected = llm.invoke("hi", weights=WEIGHTS).response_metadata["pad"]["reward"]
+    assert len(expected) == 10
+    reader = MessageReader()
+    llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [reader]})
+    assert reader.rewards == expected
+    reader = MessageReader()
+    await llm.ainvoke("hi", weights=WEIGHTS, config={"callbacks": [reader]})
+    assert reader.rewards == expected
+    reader = MessageReader()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        await (
+            await llm.astream_events(
+                "hi", version="v3", config={"callbacks": [reader]}, weights=WEIGHTS
+            )
+        )
+    assert reader.rewards == expected
 
 
 # ---------------------------------------------------------------------- the handler
