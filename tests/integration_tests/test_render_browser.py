@@ -14,37 +14,26 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from langchain_pad import PADChatModel
 from langchain_pad.callbacks import TokenRewardHandler
 from langchain_pad.render import render_html
 from langchain_pad.render._common import NEGATIVE_RGB, POSITIVE_RGB
-from langchain_pad.reward_model import PersonalizedRewardModel
 from langchain_pad.traces import RunTrace, TokenRecord
 
 from .browser import chromium, serve
+from .conftest import PERTURBED_AXES as AXES
 
-AXES = ["expertise", "informativeness", "style"]
 CHANGED_OUTLINE = (124, 58, 237)
 WIDTH, HEIGHT = 1280, 900
 
 
 @pytest.fixture(scope="module")
-def reward_model_dir(loaded, tmp_path_factory) -> str:
-    rm = PersonalizedRewardModel(loaded.model, AXES, beta=1.0, adapted_layers=4)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        rm.heads.add_(0.02 * torch.randn(rm.heads.shape, generator=generator))
-    return str(rm.save(tmp_path_factory.mktemp("persrm")))
-
-
-@pytest.fixture(scope="module")
-def real_traces(reward_model_dir) -> list[RunTrace]:
+def real_traces(perturbed_reward_model_dir) -> list[RunTrace]:
     """The base model's answer (weights 0) and PAD's answer to one prompt, as recorded."""
     handler = TokenRewardHandler()
-    llm = PADChatModel(max_tokens=32, reward_model=reward_model_dir)
+    llm = PADChatModel(max_tokens=32, reward_model=perturbed_reward_model_dir)
     question = "Explain what a black hole is."
     for label, weights in [
         ("base", {}),
