@@ -80,7 +80,7 @@ class _TraceBook:
         ids = source.get("token_ids")
         if not ids:
             return  # not a token (LangChain's closing empty chunk, another provider)
-        texts = source.get("token_texts") or [getattr(chunk, "text", "")] * len(ids)
+        texts = source.get("token_texts") or [getattr(chunk, "text", "")] + [""] * (len(ids) - 1)
         logprobs = source.get("token_logprobs") or [None] * len(ids)
         pad: Mapping[str, Sequence[Any]] = source.get("pad") or {}
         with self._lock:
