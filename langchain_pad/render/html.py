@@ -61,13 +61,15 @@ def render_html(
     prompts = [run.prompt for run in runs]
     shared_prompt = prompts[0] if prompts and all(p == prompts[0] for p in prompts) else None
     columns = "\n".join(
-        _column(i, run, r, scale, show_prompt=shared_prompt is None)
+        _column(i, run, r, scale, show_prompt=shared_prompt is None, rescored=weights is not None)
         for i, (run, r) in enumerate(zip(runs, rewards, strict=True))
     )
     data = {
         "scale": _json_number(scale),
         "scored_with": dict(weights) if weights is not None else None,
-        "traces": [_trace_data(run, r) for run, r in zip(runs, rewards, strict=True)],
+        "traces": [
+            _trace_data(run, r, weights, beta) for run, r in zip(runs, rewards, strict=True)
+        ],
     }
     page = _PAGE.format(
         title=html.escape(title),
@@ -99,7 +101,12 @@ def render_html(
 
 
 def _column(
-    index: int, run: RunTrace, rewards: list[float | None], scale: float, show_prompt: bool
+    index: int,
+    run: RunTrace,
+    rewards: list[float | None],
+    scale: float,
+    show_prompt: bool,
+    rescored: bool,
 ) -> str:
     spans = []
     for i, (token, reward) in enumerate(zip(run.tokens, rewards, strict=True)):
@@ -127,14 +134,21 @@ def _column(
     )
     return (
         f'<section class="trace" id="trace-{index}" data-trace="{index}">\n'
-        f"<h2>{html.escape(run.title)}</h2>\n{prompt}{_stats(run)}\n"
+        f"<h2>{html.escape(run.title)}</h2>\n{prompt}{_stats(run, rewards if rescored else None)}\n"
         f'<div class="tokens">{"".join(spans)}</div>\n</section>'
     )
 
 
-def _stats(run: RunTrace) -> str:
+def _stats(run: RunTrace, rescored: list[float | None] | None) -> str:
+    scored = [r for r in rescored or [] if r is not None]
+    under = (
+        f'<p class="stats">mean reward under the colouring preference '
+        f"{fmt(math.fsum(scored) / len(scored))}</p>"
+        if scored
+        else ""
+    )
     if not run.guided:
-        return f'<p class="stats">{len(run.tokens)} tokens, not steered</p>'
+        return f'<p class="stats">{len(run.tokens)} tokens, not steered</p>{under}'
     summary = run.computed_summary()
     line = (
         f'<p class="stats">{summary["tokens"]} tokens, {summary["changed_tokens"]} changed '
@@ -152,7 +166,7 @@ def _stats(run: RunTrace) -> str:
         '<table class="axes"><thead><tr><th>axis</th><th>w</th><th>mean &phi;</th>'
         f"<th>mean reward</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    return line + table
+    return line + under + table
 
 
 def _legend(scale: float) -> str:
@@ -178,12 +192,23 @@ def _legend(scale: float) -> str:
 # ---------------------------------------------------------------------- data
 
 
-def _trace_data(run: RunTrace, rewards: list[float | None]) -> dict[str, Any]:
+def _trace_data(
+    run: RunTrace,
+    rewards: list[float | None],
+    weights: Mapping[str, float] | None,
+    beta: float | None,
+) -> dict[str, Any]:
+    """The JSON the details panel reads; with ``weights`` its ``w`` and ``beta`` are the
+    colouring preference's, so each panel's per-axis parts add up to the shown reward."""
+    if weights is None:
+        weights, beta = run.weights, run.beta
+    elif beta is None:
+        beta = run.beta if run.beta is not None else 1.0
     return {
         "title": run.title,
         "axes": list(run.axes),
-        "weights": [_json_number(run.weights.get(axis, 0.0)) for axis in run.axes],
-        "beta": _json_number(run.beta),
+        "weights": [_json_number(weights.get(axis, 0.0)) for axis in run.axes],
+        "beta": _json_number(beta),
         "tokens": [
             {
                 "text": t.text,
@@ -308,7 +333,9 @@ _JS = """
     head.append(el("code", shown(token.text)));
     panel.append(head);
     var facts = el("p");
-    facts.append("reward " + num(token.reward) + " \\u00b7 base log-prob " +
+    var own = token.own_reward !== null && token.own_reward !== token.reward
+      ? " (this run's own " + num(token.own_reward) + ")" : "";
+    facts.append("reward " + num(token.reward) + own + " \\u00b7 base log-prob " +
       num(token.base_logprob) + " \\u00b7 base rank " +
       (token.base_rank === null ? "n/a" : token.base_rank));
     panel.append(facts);

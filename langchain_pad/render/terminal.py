@@ -8,6 +8,7 @@ bold and underlined. Several answers stand side by side, one column each.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +53,12 @@ def render_terminal(
     for run in runs:
         table.add_column(run.title, ratio=1, overflow="fold")
     table.add_row(*bodies)
-    table.add_row(*[_summary_text(run) for run in runs])
+    table.add_row(
+        *[
+            _summary_text(run, r if weights is not None else None)
+            for run, r in zip(runs, rewards, strict=True)
+        ]
+    )
     parts: list[RenderableType] = []
     prompts = {run.prompt for run in runs if run.prompt}
     if len(prompts) == 1:
@@ -86,9 +92,13 @@ def _tokens_text(run: RunTrace, rewards: list[float | None], scale: float) -> Te
     return text
 
 
-def _summary_text(run: RunTrace) -> Text:
+def _summary_text(run: RunTrace, rescored: list[float | None] | None) -> Text:
+    scored = [r for r in rescored or [] if r is not None]
+    under = (
+        f"; under the colouring preference {fmt(math.fsum(scored) / len(scored))}" if scored else ""
+    )
     if not run.guided:
-        return Text(f"{len(run.tokens)} tokens, not steered", style="dim")
+        return Text(f"{len(run.tokens)} tokens, not steered{under}", style="dim")
     summary = run.computed_summary()
     by_axis = summary.get("mean_reward_by_axis") or {}
     axes = ", ".join(f"{axis} {fmt(value)}" for axis, value in by_axis.items() if value)
@@ -96,7 +106,7 @@ def _summary_text(run: RunTrace) -> Text:
         f"{summary['tokens']} tokens, {summary['changed_tokens']} changed "
         f"({100 * summary['changed_share']:.0f}%); mean reward {fmt(summary['mean_reward'])}"
     )
-    return Text(line + (f" ({axes})" if axes else ""), style="dim")
+    return Text(line + (f" ({axes})" if axes else "") + under, style="dim")
 
 
 def _legend(scale: float) -> Text:

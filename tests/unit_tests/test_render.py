@@ -172,6 +172,20 @@ def test_html_side_by_side_shares_one_scale_and_one_prompt():
     assert render_html(base, other).count("<b>Prompt</b>") == 2
 
 
+def test_html_coloured_by_one_preference_explains_with_that_preference():
+    base = trace(["x", "y"], [0.0, 0.0], label="base", weights={"expertise": 0.0})
+    page = render_html(base, weights={"style": 2.0}, beta=0.5)
+    data = embedded_json(page)["traces"][0]
+    # features are (r, 2r) with r = 0 here: use a trace whose features are not zero
+    assert data["weights"] == [0.0, 2.0] and data["beta"] == 0.5
+    base.tokens[0] = TokenRecord("base", 0, 0, "x", -1.0, 0.0, (1.0, 3.0), 0, False, 0, "x")
+    page = render_html(base, weights={"style": 2.0}, beta=0.5)
+    token = embedded_json(page)["traces"][0]["tokens"][0]
+    assert token["reward"] == 3.0 and token["own_reward"] == 0.0
+    assert "mean reward under the colouring preference +1.50" in page
+    assert "under the colouring preference +1.50" in ansi(base, weights={"style": 2.0}, beta=0.5)
+
+
 def test_html_from_messages_of_the_chat_model(tiny_chat_model):
     llm = tiny_chat_model(max_tokens=6)
     base = llm.invoke("hi", weights=[0.0, 0.0, 0.0])
