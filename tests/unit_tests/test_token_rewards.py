@@ -353,3 +353,30 @@ def test_generate_from_stream_keeps_every_list(llm):
     info = result.generations[0].generation_info
     assert all(len(values) == 10 for values in info["pad"].values())
     assert all(math.isfinite(r) for r in info["pad"]["reward"])
+
+
+def test_many_threads_hammering_one_handler_lose_nothing():
+    import uuid
+
+    handler = TokenRewardHandler()
+    runs = [uuid.uuid4() for _ in range(16)]
+    start = threading.Barrier(len(runs))
+
+    def feed(run):
+        start.wait()
+        for i in range(300):
+            info = {"token_ids": [i], "token_texts": [str(i)], "pad": {"reward": [float(i)]}}
+            chunk = ChatGenerationChunk(message=AIMessageChunk(str(i)), generation_info=info)
+            handler.on_llm_new_token(str(i), chunk=chunk, run_id=run)
+            if i % 50 == 0:
+                handler.table()  # readers run while writers write
+
+    threads = [threading.Thread(target=feed, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for run in runs:
+        tokens = handler.trace(run).tokens
+        assert [t.index for t in tokens] == list(range(300))
+        assert [t.reward for t in tokens] == [float(i) for i in range(300)]
