@@ -134,6 +134,11 @@ class _TraceBook:
             return records_table(trace.tokens, trace.axes)
         return traces_table(self.traces)
 
+    def pop(self, run_id: UUID | str) -> RunTrace:
+        """Remove and return one run's trace: long-lived handlers need not grow forever."""
+        with self._lock:
+            return self._traces.pop(str(run_id))
+
     def clear(self) -> None:
         with self._lock:
             self._traces.clear()

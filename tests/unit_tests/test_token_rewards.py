@@ -325,6 +325,9 @@ def test_records_and_table_are_plain_data(llm):
     # the handler hands out copies: changing them does not change what it holds
     trace.tokens.clear()
     assert len(handler.trace(trace.run_id).tokens) == 10
+    assert handler.pop(trace.run_id).tokens == records
+    assert handler.traces == []
+    llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [handler]})
     handler.clear()
     assert handler.traces == []
 
