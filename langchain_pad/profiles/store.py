@@ -376,6 +376,53 @@ class BaseProfileStore(ABC):
             txn.save(stored, reason, vectors)
         return stored
 
+    def put_many(
+        self,
+        profiles: Sequence[PreferenceProfile],
+        *,
+        vectors: npt.NDArray[np.float32] | None = None,
+        reason: str = "put",
+        batch_size: int = 1000,
+    ) -> int:
+        """Save many profiles quickly: embeddings in batches, one transaction per batch.
+
+        ``vectors`` (``[len(profiles), dim]``, one per profile) skips embedding; each
+        profile then gets one description row, its description, with that vector.
+        Returns how many profiles were written.
+        """
+        if vectors is not None and len(vectors) != len(profiles):
+            raise ValueError(f"got {len(vectors)} vectors for {len(profiles)} profiles")
+        if vectors is not None:
+            self._check_space()
+        for start in range(0, len(profiles), batch_size):
+            batch = profiles[start : start + batch_size]
+            if vectors is not None:
+                rows: list[list[tuple[str, list[float]]]] = [
+                    [(p.description, [float(v) for v in vec])] if p.description.strip() else []
+                    for p, vec in zip(batch, vectors[start : start + batch_size], strict=True)
+                ]
+            else:
+                texts = [t for p in batch for t in p.descriptions]
+                matrix = self._embed(texts) if texts else None
+                rows, offset = [], 0
+                for p in batch:
+                    count = len(p.descriptions)
+                    block = [] if matrix is None else matrix[offset : offset + count].tolist()
+                    rows.append(
+                        [
+                            (t, [float(v) for v in vec])
+                            for t, vec in zip(p.descriptions, block, strict=True)
+                        ]
+                    )
+                    offset += count
+            with self._transaction() as txn:
+                for profile, profile_rows in zip(batch, rows, strict=True):
+                    current = txn.load(profile.user_id)
+                    txn.save(
+                        self._next_version(profile, current, profile_rows), reason, profile_rows
+                    )
+        return len(profiles)
+
     def _next_version(
         self,
         profile: PreferenceProfile,
