@@ -21,6 +21,7 @@ import asyncio
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "langchain-pad-profiles"
+_QUERY_CACHE_SIZE = 1024
 _T = TypeVar("_T")
 Kind = Literal["user", "anchor"]
 
@@ -223,6 +225,8 @@ class BaseProfileStore(ABC):
         self._index = EmbeddingIndex()
         self._index_lock = threading.Lock()
         self._space_checked = False
+        self._query_cache: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
+        self._query_cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -571,7 +575,7 @@ class BaseProfileStore(ABC):
         """
         if not description.strip():
             raise ValueError("match needs a non-empty description")
-        query = self._embed([description])[0]
+        query = self._query_vector(description)
         return self.match_vector(
             query,
             query_text=description,
@@ -580,6 +584,22 @@ class BaseProfileStore(ABC):
             margin=margin,
             kind=kind,
         )
+
+    def _query_vector(self, text: str) -> npt.NDArray[np.float32]:
+        """The embedding of a query, remembered for the last 1,024 distinct texts (a chat
+        model matches the same preference text on every call)."""
+        key = (self.embedder.name, text)
+        with self._query_cache_lock:
+            cached = self._query_cache.get(key)
+            if cached is not None:
+                self._query_cache.move_to_end(key)
+                return cached
+        vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        with self._query_cache_lock:
+            self._query_cache[key] = vector
+            while len(self._query_cache) > _QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
 
     def match_vector(
         self,
