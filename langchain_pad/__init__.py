@@ -9,6 +9,12 @@ from langchain_pad.chat_model import PADChatModel
 from langchain_pad.models import DEFAULT_MODEL, ModelLoadError, load_model
 
 if TYPE_CHECKING:
+    from langchain_pad.profiles import (
+        InMemoryProfileStore,
+        PreferenceProfile,
+        ProfileStore,
+        SQLiteProfileStore,
+    )
     from langchain_pad.reward_model import PersonalizedRewardModel, RewardModelMismatchError
     from langchain_pad.training import PreferencePair, fit_preference_weights
 
@@ -23,6 +29,10 @@ _LAZY = {
     "RewardModelMismatchError": "langchain_pad.reward_model",
     "PreferencePair": "langchain_pad.training",
     "fit_preference_weights": "langchain_pad.training",
+    "InMemoryProfileStore": "langchain_pad.profiles",
+    "PreferenceProfile": "langchain_pad.profiles",
+    "ProfileStore": "langchain_pad.profiles",
+    "SQLiteProfileStore": "langchain_pad.profiles",
 }
 
 
@@ -36,11 +46,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "InMemoryProfileStore",
     "ModelLoadError",
     "PADChatModel",
     "PersonalizedRewardModel",
     "PreferencePair",
+    "PreferenceProfile",
+    "ProfileStore",
     "RewardModelMismatchError",
+    "SQLiteProfileStore",
     "__version__",
     "fit_preference_weights",
     "load_model",

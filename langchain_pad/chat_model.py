@@ -132,6 +132,21 @@ class PADChatModel(BaseChatModel):
     answers = llm.batch(["Hi!", "What is 2 + 2?"])  # decoded together, one batch
     ```
 
+    Personalized per user with a preference-profile store (``langchain_pad.profiles``):
+
+    ```python
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    llm = PADChatModel(reward_model="path/to/persrm", profile_store=SQLiteProfileStore())
+    llm.invoke("Explain DNS.", user_id="ana")  # ana's stored w_p
+    llm.invoke("Explain DNS.", preference="I'm a busy surgeon: bottom line first")
+    chain.invoke(question, config={"configurable": {"user_id": "ana"}})  # inside chains
+    ```
+
+    ``w_p`` per call: explicit ``weights`` > the ``user_id``'s profile > ``preference``
+    matched in the store > none; ``response_metadata["pad_profile"]`` says which
+    profile (and version) was used.
+
     ``model`` accepts the embedded default ``"smollm2-135m-instruct"``, a Hugging Face
     id (when the hub is reachable or the model is in its local cache) or a local
     directory written by ``save_pretrained``. Weights load on first use and are shared
