@@ -136,6 +136,11 @@ class ProfileStoreContract:
         kwargs.setdefault("embedder", HashingEmbedder())
         return self.make_store(tmp_path, **kwargs)
 
+    def test_implements_the_protocol(self, tmp_path: Path) -> None:
+        from langchain_pad.profiles.store import ProfileStore
+
+        assert isinstance(self.store(tmp_path), ProfileStore)
+
     # ------------------------------------------------------------------ versions
 
     def test_put_and_get_round_trip_any_user_id(self, tmp_path: Path) -> None:
