@@ -498,6 +498,15 @@ class PADChatModel(BaseChatModel):
         kwargs = self._configurable_kwargs(config, kwargs)
         return super().invoke(input, config, stop=stop, **kwargs)
 
+    async def _warm_preference(self, kwargs: dict[str, Any]) -> None:
+        """Match ``preference`` once in a worker thread before an async call, so that the
+        store's first embedding-model load and index build do not block the event loop
+        (the call's own match then hits the store's query cache and warm index)."""
+        preference = kwargs.get("preference", self.preference)
+        store = self.profile_store
+        if preference and store is not None and kwargs.get("weights", self.weights) is None:
+            await asyncio.to_thread(store.match, preference)
+
     async def ainvoke(
         self,
         input: LanguageModelInput,
@@ -507,6 +516,7 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._configurable_kwargs(config, kwargs)
+        await self._warm_preference(kwargs)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
@@ -529,6 +539,7 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         kwargs = self._configurable_kwargs(config, kwargs)
+        await self._warm_preference(kwargs)
         async for chunk in super().astream(input, config, stop=stop, **kwargs):
             yield chunk
 
