@@ -309,7 +309,7 @@ class ProfileStoreContract:
             else:
                 raise AssertionError(f"{args} must be refused")
 
-    def test_concurrent_feedback_from_threads_loses_nothing(self, tmp_path: Path) -> None:
+    def test_concurrent_feedback_and_reads_from_threads_lose_nothing(self, tmp_path: Path) -> None:
         store = self.store(tmp_path, learner=CountingLearner())
         errors: list[BaseException] = []
 
@@ -320,12 +320,29 @@ class ProfileStoreContract:
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
 
+        seen: list[int] = []
+        done = threading.Event()
+
+        def read() -> None:  # a reader alongside the writers sees versions only grow
+            try:
+                while not done.is_set():
+                    profile = store.get("ana")
+                    if profile is not None:
+                        seen.append(profile.version)
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
         threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        done.set()
+        reader.join()
         assert errors == []
+        assert seen == sorted(seen)
         profile = store.require("ana")
         assert profile.version == 100 and profile.feedback_count == 100
         assert len(store.feedback("ana")) == 100
