@@ -450,6 +450,10 @@ class PADChatModel(BaseChatModel):
                     "this PADChatModel has none: pass reward_model=<PersRM directory>."
                 )
             return None
+        if not needed and self.reward_model == DEFAULT_REWARD_MODEL:
+            # plain calls never load the shipped PersRM; an explicit one is loaded so that
+            # plain and personalized calls share the same decoding waves
+            return None
         from langchain_pad._runtime import reward_model_for
         from langchain_pad.reward_models import resolve_reward_model
 
