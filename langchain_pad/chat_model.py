@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import ConfigDict, Field, model_validator
 
 from langchain_pad._messages import render_prompt, to_turns
@@ -46,8 +46,12 @@ _CALL_PARAMS = frozenset(
         "repetition_penalty",
         "weights",
         "beta",
+        "user_id",
+        "preference",
     }
 )
+_CONFIGURABLE_PARAMS = ("user_id", "preference")
+"""Call parameters also read from ``config["configurable"]`` (chains, LangGraph)."""
 
 
 class _Call:
@@ -59,11 +63,13 @@ class _Call:
         scheduler: BatchScheduler,
         request: GenerationRequest,
         axes: list[str] | None = None,
+        profile: dict[str, Any] | None = None,
     ) -> None:
         self.model_name = model_name
         self.scheduler = scheduler
         self.request = request
         self.axes = axes
+        self.profile = profile
         self.completion_tokens = 0
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
@@ -92,9 +98,14 @@ class _Call:
                     "finish_reason": event.finish_reason,
                     "model_provider": "pad",
                     **self._pad_metadata(),
+                    **self._profile_metadata(),
                 },
             )
         return ChatGenerationChunk(message=message, generation_info=generation_info)
+
+    def _profile_metadata(self) -> dict[str, Any]:
+        """Which preference profile steered this answer (and which version of it)."""
+        return {} if self.profile is None else {"pad_profile": self.profile}
 
     def _pad_metadata(self) -> dict[str, Any]:
         guidance = self.request.guidance
@@ -161,6 +172,14 @@ class PADChatModel(BaseChatModel):
     """Reward scale; None uses the reward model's own ``beta``."""
     pad_normalize: Literal["candidates", "vocab"] = "candidates"
     """How ``phi`` is normalized: over the K candidates (fast, same choices) or the vocabulary."""
+    profile_store: Any = Field(default=None, exclude=True)
+    """A ``langchain_pad.profiles.ProfileStore`` that ``user_id`` and ``preference`` resolve in."""
+    user_id: str | None = None
+    """Default user whose stored profile supplies ``w_p`` (per call: ``user_id=``)."""
+    preference: str | None = None
+    """Default preference in words, matched against the store's known profiles."""
+    on_unknown_user: Literal["raise", "fallback"] = "raise"
+    """A ``user_id`` with no profile: raise, or fall back to ``preference``, then to none."""
 
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
 
@@ -257,7 +276,7 @@ class PADChatModel(BaseChatModel):
             repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
             stop=tuple(stops or ()),
         )
-        weights = kwargs.get("weights", self.weights)
+        weights, profile = self._resolve_preference(kwargs)
         beta = kwargs.get("beta", self.beta)
         if kwargs.get("beta") is not None and weights is None:
             raise ValueError("beta= scales the preference reward, but no weights= were given.")
@@ -269,7 +288,68 @@ class PADChatModel(BaseChatModel):
             guidance = PADGuidance(reward_model.weight_vector(weights), beta)
         scheduler = self._scheduler(loaded, reward_model)
         request = GenerationRequest(tuple(prompt_ids), params, guidance)
-        return _Call(model_name, scheduler, request, reward_model.axes if reward_model else None)
+        axes = reward_model.axes if reward_model else None
+        return _Call(model_name, scheduler, request, axes, profile)
+
+    def _resolve_preference(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, float] | list[float] | None, dict[str, Any] | None]:
+        """``w_p`` for this call, and where it came from.
+
+        Order: explicit ``weights`` > the ``user_id``'s stored profile > ``preference``
+        text matched in the store > no personalization. Each parameter is taken from
+        the call (kwargs or ``.bind``), else ``config["configurable"]``, else the model.
+        """
+        weights = kwargs.get("weights", self.weights)
+        user_id = kwargs.get("user_id", self.user_id)
+        preference = kwargs.get("preference", self.preference)
+        if weights is not None:
+            return weights, ({"source": "weights"} if user_id or preference else None)
+        if user_id is None and not preference:
+            return None, None
+        store = self.profile_store
+        if store is None:
+            raise ValueError(
+                "user_id= and preference= are looked up in a preference-profile store, but "
+                "this PADChatModel has none: pass profile_store=SQLiteProfileStore() (or another "
+                "ProfileStore)."
+            )
+        if user_id is not None:
+            found = store.get(user_id)
+            if found is not None:
+                return dict(found.weights), {
+                    "source": "user_id",
+                    "user_id": found.user_id,
+                    "version": found.version,
+                    "reward_model_id": found.reward_model.id,
+                }
+            if self.on_unknown_user == "raise":
+                from langchain_pad.profiles import UnknownProfileError
+
+                raise UnknownProfileError(
+                    f"no preference profile is stored for user {user_id!r}: create one "
+                    "(store.put, store.record_feedback or `langchain-pad profiles add`), or "
+                    "set on_unknown_user='fallback' to use preference= or no personalization."
+                )
+        unknown = {"unknown_user_id": user_id} if user_id is not None else {}
+        if not preference:
+            return None, {"source": "none", **unknown}
+        result = store.match(preference)
+        info: dict[str, Any] = {
+            "source": "preference" if result.matched else "none",
+            "preference": preference,
+            "matches": [
+                {
+                    "user_id": m.profile.user_id,
+                    "version": m.profile.version,
+                    "similarity": round(m.similarity, 4),
+                }
+                for m in result.matches
+            ],
+            "used": list(result.used),
+            **unknown,
+        }
+        return result.weights, info
 
     def _reward_model(self, loaded: LoadedModel, *, needed: bool) -> PersonalizedRewardModel | None:
         if self.reward_model is None:
@@ -378,6 +458,70 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+
+    # ------------------------------------------------------------------ configurable
+
+    def _configurable_kwargs(
+        self, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Add ``user_id``/``preference`` from ``config["configurable"]`` unless given.
+
+        LangChain does not pass ``configurable`` on to ``_generate``/``_stream`` (and
+        copies only ``model`` and ``checkpoint_ns`` into run metadata), so the public
+        entry points read it here, including a config inherited from an enclosing chain.
+        """
+        configurable = ensure_config(config).get("configurable") or {}
+        extra = {
+            key: configurable[key]
+            for key in _CONFIGURABLE_PARAMS
+            if configurable.get(key) is not None and key not in kwargs
+        }
+        return {**kwargs, **extra} if extra else kwargs
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._configurable_kwargs(config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._configurable_kwargs(config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        kwargs = self._configurable_kwargs(config, kwargs)
+        yield from super().stream(input, config, stop=stop, **kwargs)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        kwargs = self._configurable_kwargs(config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            yield chunk
 
     # ------------------------------------------------------------------ batching
 

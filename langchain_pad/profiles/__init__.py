@@ -1,0 +1,73 @@
+"""Preference profiles: per-user ``w_p``, stored durably, matched by description, learned
+from feedback.
+
+```python
+from langchain_pad.profiles import PreferenceProfile, SQLiteProfileStore
+
+store = SQLiteProfileStore(anchors_from="path/to/persrm")  # seeds the anchor profiles
+store.put(PreferenceProfile(user_id="ana", weights={"expertise": 1.0}, reward_model=ref))
+store.match("explain it like I'm five").weights  # nearest known preference(s)
+```
+"""
+
+from langchain_pad.profiles.anchors import (
+    Anchor,
+    AnchorSet,
+    anchor_profiles,
+    load_anchors,
+    reward_model_id,
+    reward_model_ref,
+)
+from langchain_pad.profiles.feedback import Stage2Learner
+from langchain_pad.profiles.matching import EmbeddingIndex, MatchResult, ProfileMatch
+from langchain_pad.profiles.memory import InMemoryProfileStore
+from langchain_pad.profiles.profile import (
+    ANCHOR_PREFIX,
+    MAX_ABS_WEIGHT,
+    PreferenceProfile,
+    ProfileVersion,
+    RewardModelRef,
+)
+from langchain_pad.profiles.sqlite import (
+    PROFILES_ENV_VAR,
+    SQLiteProfileStore,
+    default_profiles_path,
+)
+from langchain_pad.profiles.store import (
+    BaseProfileStore,
+    FeedbackLearner,
+    FeedbackRecord,
+    ProfileStore,
+    ProfileStoreError,
+    UnknownProfileError,
+    VersionConflictError,
+)
+
+__all__ = [
+    "ANCHOR_PREFIX",
+    "MAX_ABS_WEIGHT",
+    "PROFILES_ENV_VAR",
+    "Anchor",
+    "AnchorSet",
+    "BaseProfileStore",
+    "EmbeddingIndex",
+    "FeedbackLearner",
+    "FeedbackRecord",
+    "InMemoryProfileStore",
+    "MatchResult",
+    "PreferenceProfile",
+    "ProfileMatch",
+    "ProfileStore",
+    "ProfileStoreError",
+    "ProfileVersion",
+    "RewardModelRef",
+    "SQLiteProfileStore",
+    "Stage2Learner",
+    "UnknownProfileError",
+    "VersionConflictError",
+    "anchor_profiles",
+    "default_profiles_path",
+    "load_anchors",
+    "reward_model_id",
+    "reward_model_ref",
+]

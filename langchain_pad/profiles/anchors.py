@@ -1,0 +1,161 @@
+"""Anchor profiles: the reward model's own named poles, and the reward model's id.
+
+A shipped PersRM directory (``persrm.safetensors`` + ``persrm_config.json``) may hold
+``anchors.json``: one profile per pole of each axis, each with a description and a few
+aliases (other wordings of the same preference)::
+
+    {"format_version": 1,
+     "axes": ["expertise", "informativeness", "style"],
+     "anchors": [{"name": "expertise:elementary",
+                  "description": "Explain things simply, so a child could understand.",
+                  "aliases": ["Use plain words, no jargon."],
+                  "weights": {"expertise": -2.0}}]}
+
+A store seeds itself with these (user id ``anchor:<name>``), so a preference it has
+never seen can be matched to the nearest pole(s). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from langchain_pad.profiles.profile import (
+    ANCHOR_PREFIX,
+    MAX_ABS_WEIGHT,
+    PreferenceProfile,
+    RewardModelRef,
+)
+
+__all__ = [
+    "ANCHORS_FILE",
+    "Anchor",
+    "AnchorSet",
+    "anchor_profiles",
+    "load_anchors",
+    "reward_model_id",
+    "reward_model_ref",
+]
+
+ANCHORS_FILE = "anchors.json"
+_CONFIG_FILE = "persrm_config.json"
+_WEIGHTS_FILE = "persrm.safetensors"
+
+
+def reward_model_id(directory: str | Path) -> str:
+    """A stable 16-hex-digit id of a saved PersRM: a hash of its config and weights files.
+
+    The same files give the same id on any machine; retraining changes it.
+    """
+    path = Path(directory)
+    digest = hashlib.sha256()
+    for name in (_CONFIG_FILE, _WEIGHTS_FILE):
+        file = path / name
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{path} is not a PersRM directory: {name} is missing "
+                "(written by PersonalizedRewardModel.save)."
+            )
+        digest.update(name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def reward_model_ref(directory: str | Path) -> RewardModelRef:
+    """The id and axes of the PersRM saved in ``directory`` (reads JSON, loads no weights)."""
+    path = Path(directory)
+    config = json.loads((path / _CONFIG_FILE).read_text(encoding="utf-8"))
+    return RewardModelRef(id=reward_model_id(path), axes=tuple(config["axes"]))
+
+
+class Anchor(BaseModel):
+    """One pole of one axis (or any named point in weight space)."""
+
+    name: str = Field(min_length=1)
+    """``axis:pole``, e.g. ``expertise:elementary``."""
+    description: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    weights: dict[str, float]
+
+    @field_validator("weights")
+    @classmethod
+    def _finite(cls, weights: dict[str, float]) -> dict[str, float]:
+        for axis, value in weights.items():
+            if not math.isfinite(value) or abs(value) > MAX_ABS_WEIGHT:
+                raise ValueError(
+                    f"anchor weight for {axis!r} is {value}; it must be finite and within "
+                    f"+-{MAX_ABS_WEIGHT}"
+                )
+        return weights
+
+    @property
+    def user_id(self) -> str:
+        return ANCHOR_PREFIX + self.name
+
+
+class AnchorSet(BaseModel):
+    """The contents of ``anchors.json``."""
+
+    format_version: Literal[1] = 1
+    axes: list[str] = Field(min_length=1)
+    anchors: list[Anchor] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnchorSet:
+        names = [a.name for a in self.anchors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"anchor names must be unique, repeated: {duplicates}")
+        for anchor in self.anchors:
+            unknown = sorted(set(anchor.weights) - set(self.axes))
+            if unknown:
+                raise ValueError(
+                    f"anchor {anchor.name!r} has weights for unknown axes {unknown}; "
+                    f"the file's axes are {self.axes}"
+                )
+        return self
+
+    def profiles(self, reward_model: RewardModelRef) -> list[PreferenceProfile]:
+        """One anchor profile per anchor, for this reward model (axes must agree)."""
+        if list(reward_model.axes) != list(self.axes):
+            raise ValueError(
+                f"anchors.json lists axes {self.axes} but the reward model has "
+                f"{list(reward_model.axes)}: the anchors belong to another reward model"
+            )
+        return [
+            PreferenceProfile(
+                user_id=anchor.user_id,
+                kind="anchor",
+                description=anchor.description,
+                aliases=list(anchor.aliases),
+                weights=anchor.weights,
+                reward_model=reward_model,
+            )
+            for anchor in self.anchors
+        ]
+
+
+def load_anchors(path: str | Path) -> AnchorSet:
+    """Read and validate ``anchors.json`` (a file, or a PersRM directory holding one)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / ANCHORS_FILE
+    try:
+        return AnchorSet.model_validate_json(file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{file} is not a valid anchors file: {exc}") from exc
+
+
+def anchor_profiles(directory: str | Path) -> list[PreferenceProfile]:
+    """The anchor profiles shipped with the PersRM in ``directory`` (none without a file)."""
+    path = Path(directory)
+    if not (path / ANCHORS_FILE).is_file():
+        return []
+    return load_anchors(path).profiles(reward_model_ref(path))

@@ -1,0 +1,216 @@
+"""PreferenceProfile validation, anchors files, reward model ids, the embedding index."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from langchain_pad.profiles import (
+    MAX_ABS_WEIGHT,
+    AnchorSet,
+    EmbeddingIndex,
+    InMemoryProfileStore,
+    PreferenceProfile,
+    RewardModelRef,
+    load_anchors,
+    reward_model_id,
+    reward_model_ref,
+)
+from langchain_pad.profiles.anchors import anchor_profiles
+from langchain_pad.profiles.testing import AXES, REWARD_MODEL, HashingEmbedder
+
+
+def make(**kwargs):
+    values = {"user_id": "ana", "weights": {}, "reward_model": REWARD_MODEL}
+    values.update(kwargs)
+    return PreferenceProfile(**values)
+
+
+def test_weights_by_name_or_vector_missing_axes_are_zero():
+    assert make(weights={"style": 1.0}).weights == {
+        "expertise": 0,
+        "informativeness": 0,
+        "style": 1,
+    }
+    assert make(weights=[1, 2, 3]).vector == (1.0, 2.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"humour": 1.0}, r"unknown preference axes \['humour'\]"),
+        ([1.0, 2.0], "got 2 weights but the reward model has 3 axes"),
+        ({"style": math.nan}, "weight for axis 'style' is nan; weights must be finite"),
+        ({"style": math.inf}, "must be finite"),
+        ({"style": 1e6}, f"beyond \\+-{MAX_ABS_WEIGHT}"),
+        ({"style": "warm"}, "must be a number"),
+        ("warm", "must be a dict by axis name or a list"),
+    ],
+)
+def test_bad_weights_say_what_is_wrong(weights, message):
+    with pytest.raises(ValueError, match=message):
+        make(weights=weights)
+
+
+@pytest.mark.parametrize("user_id", ["", "   ", "a\x00b"])
+def test_user_id_must_be_a_real_string(user_id):
+    with pytest.raises(ValueError, match="user_id"):
+        make(user_id=user_id)
+
+
+def test_unicode_user_ids_are_fine():
+    assert make(user_id="Zoë 🙂 用户").user_id == "Zoë 🙂 用户"
+
+
+def test_anchor_ids_are_reserved():
+    with pytest.raises(ValueError, match="reserved for anchor profiles"):
+        make(user_id="anchor:expertise:expert")
+    with pytest.raises(ValueError, match="anchor profiles need a user_id"):
+        make(kind="anchor")
+
+
+def test_embedding_must_be_finite():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        make(embedding=[0.1, math.nan])
+
+
+def test_reward_model_axes_must_be_unique():
+    with pytest.raises(ValueError, match="unique"):
+        RewardModelRef(id="x", axes=("a", "a"))
+
+
+def test_profile_bound_equals_the_reward_model_bound():
+    from langchain_pad.reward_model import MAX_ABS_WEIGHT as RM_MAX
+
+    assert RM_MAX == MAX_ABS_WEIGHT
+
+
+# ---------------------------------------------------------------- anchors and ids
+
+
+ANCHORS_JSON = {
+    "format_version": 1,
+    "axes": list(AXES),
+    "anchors": [
+        {
+            "name": "expertise:elementary",
+            "description": "Explain things simply, so a child could understand.",
+            "aliases": ["No jargon, please."],
+            "weights": {"expertise": -2.0},
+        },
+        {"name": "style:warm", "description": "Be warm and kind.", "weights": {"style": 2.0}},
+    ],
+}
+
+
+def fake_persrm(directory, axes=AXES, weights=b"weights"):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "persrm_config.json").write_text(json.dumps({"axes": list(axes)}))
+    (directory / "persrm.safetensors").write_bytes(weights)
+    return directory
+
+
+def test_reward_model_id_is_stable_and_content_based(tmp_path):
+    a = fake_persrm(tmp_path / "a")
+    b = fake_persrm(tmp_path / "b")
+    c = fake_persrm(tmp_path / "c", weights=b"other weights")
+    assert reward_model_id(a) == reward_model_id(b)
+    assert reward_model_id(a) != reward_model_id(c)
+    assert len(reward_model_id(a)) == 16
+    assert reward_model_ref(a).axes == AXES
+    with pytest.raises(FileNotFoundError, match="not a PersRM directory"):
+        reward_model_id(tmp_path / "missing")
+
+
+def test_anchor_profiles_from_a_persrm_directory(tmp_path):
+    directory = fake_persrm(tmp_path)
+    assert anchor_profiles(directory) == []  # no anchors.json: nothing to seed
+    (directory / "anchors.json").write_text(json.dumps(ANCHORS_JSON))
+    profiles = anchor_profiles(directory)
+    assert [p.user_id for p in profiles] == ["anchor:expertise:elementary", "anchor:style:warm"]
+    assert all(p.kind == "anchor" for p in profiles)
+    assert profiles[0].descriptions == [
+        "Explain things simply, so a child could understand.",
+        "No jargon, please.",
+    ]
+    assert profiles[0].reward_model.id == reward_model_id(directory)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["anchors"][0]["weights"].update(humour=1.0), "unknown axes"),
+        (lambda d: d["anchors"].append(dict(d["anchors"][0])), "unique"),
+        (lambda d: d["anchors"][0]["weights"].update(expertise=99.0), "within"),
+        (lambda d: d.update(format_version=2), "format_version"),
+    ],
+)
+def test_bad_anchor_files_are_refused(tmp_path, change, message):
+    data = json.loads(json.dumps(ANCHORS_JSON))
+    change(data)
+    (tmp_path / "anchors.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        load_anchors(tmp_path)
+
+
+def test_anchors_for_another_reward_model_are_refused():
+    anchors = AnchorSet.model_validate(ANCHORS_JSON)
+    with pytest.raises(ValueError, match="belong to another reward model"):
+        anchors.profiles(RewardModelRef(id="x", axes=("expertise", "style")))
+
+
+def test_store_seeds_from_a_persrm_directory(tmp_path):
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    directory = fake_persrm(tmp_path / "rm")
+    (directory / "anchors.json").write_text(json.dumps(ANCHORS_JSON))
+    path = tmp_path / "p.sqlite3"
+    for _ in range(2):  # re-opening seeds nothing new
+        store = SQLiteProfileStore(path, embedder=HashingEmbedder(), anchors_from=directory)
+        assert store.count(kind="anchor") == 2
+        assert all(len(store.history(p.user_id)) == 1 for p in store.list_profiles())
+        store.close()
+
+
+# ---------------------------------------------------------------- index
+
+
+def test_index_returns_the_best_row_per_user():
+    index = EmbeddingIndex()
+    vectors = np.eye(4, dtype=np.float32)
+    index.add([1, 2, 3, 4], ["a", "a", "b", "c"], ["a1", "a2", "b", "c"], vectors)
+    query = np.array([0.1, 0.9, 0.5, 0.0], dtype=np.float32)
+    hits = index.search(query, 2)
+    assert [h[0] for h in hits] == ["a", "b"]
+    assert hits[0][2] == "a2"
+    assert index.search(query, 5, keep=lambda u: u != "a")[0][0] == "b"
+
+
+def test_index_grows_past_its_capacity():
+    index = EmbeddingIndex()
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 8)).astype(np.float32)
+    for start in range(0, 3000, 700):
+        stop = min(start + 700, 3000)
+        ids = list(range(start + 1, stop + 1))
+        index.add(ids, [f"u{i}" for i in ids], ["t"] * len(ids), vectors[start:stop])
+    assert len(index) == 3000
+    assert index.search(vectors[1234], 1)[0][0] == "u1235"
+
+
+def test_index_refuses_mixed_dimensions():
+    index = EmbeddingIndex()
+    index.add([1], ["a"], ["t"], np.ones((1, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="different models"):
+        index.add([2], ["b"], ["t"], np.ones((1, 5), dtype=np.float32))
+
+
+def test_changing_the_embedding_model_reembeds_the_descriptions():
+    store = InMemoryProfileStore(embedder=HashingEmbedder(dim=16, name="small"))
+    store.put(make(description="warm kind tone"))
+    store._embedder = HashingEmbedder(dim=32, name="large")
+    store._space_checked = False
+    assert store.match("warm kind tone").used == ["ana"]
