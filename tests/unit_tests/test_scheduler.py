@@ -119,3 +119,34 @@ def test_a_refused_request_does_not_hold_a_gathered_wave(scheduler, tiny_engine)
         started = time.monotonic()
         events = list(scheduler.stream(request("alone", 2)))
     assert events and time.monotonic() - started < 2.0
+
+
+def test_batch_window_joins_independent_callers_into_one_wave(tiny_engine):
+    sched = BatchScheduler(tiny_engine, batch_window=0.5)
+    results: dict[int, list[Any]] = {}
+
+    def worker(i: int) -> None:
+        results[i] = list(sched.stream(request(f"prompt {i}")))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sched.wave_sizes == [4]
+        assert all(events[-1].finish_reason is not None for events in results.values())
+    finally:
+        sched.close()
+
+
+def test_a_full_wave_does_not_wait_for_the_window(tiny_engine):
+    import time
+
+    sched = BatchScheduler(tiny_engine, batch_window=30.0, max_batch_size=1)
+    try:
+        started = time.monotonic()
+        assert list(sched.stream(request("alone", 3)))
+        assert time.monotonic() - started < 10.0
+    finally:
+        sched.close()
