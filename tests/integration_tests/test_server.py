@@ -12,16 +12,14 @@ import json
 
 import httpx
 import pytest
-import torch
 
 from langchain_pad.profiles import PreferenceProfile, SQLiteProfileStore, reward_model_ref
-from langchain_pad.reward_model import PersonalizedRewardModel
 
+from ._persrm import AXES, perturbed_reward_model
 from ._server import running_server
 
 openai = pytest.importorskip("openai")
 
-AXES = ["expertise", "informativeness", "style"]
 MODEL = "smollm2-135m-instruct"
 QUESTION = "Explain what a black hole is."
 ANA = {"expertise": 3.0, "style": -2.0}
@@ -29,11 +27,7 @@ ANA = {"expertise": 3.0, "style": -2.0}
 
 @pytest.fixture(scope="module")
 def reward_model_dir(loaded, tmp_path_factory):
-    rm = PersonalizedRewardModel(loaded.model, AXES, beta=1.0, adapted_layers=4)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        rm.heads.add_(0.02 * torch.randn(rm.heads.shape, generator=generator))
-    return str(rm.save(tmp_path_factory.mktemp("persrm")))
+    return str(perturbed_reward_model(loaded).save(tmp_path_factory.mktemp("persrm")))
 
 
 @pytest.fixture(scope="module")
