@@ -99,10 +99,6 @@ class ServerSettings:
     """A ``user`` with no stored profile: fall back (to ``pad.preference`` or no
     personalization), or answer 404. An explicit ``pad.user_id`` always gets 404."""
 
-    @property
-    def model_id(self) -> str:
-        return self.served_model_name or self.model
-
 
 # ---------------------------------------------------------------------- request schema
 
@@ -296,11 +292,11 @@ class _Completion:
 class _Server:
     """The app's state: the chat model, the limits, and how requests become calls."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, llm: PADChatModel | None = None) -> None:
         from langchain_pad import PADChatModel
 
         self.settings = settings
-        self.llm: PADChatModel = PADChatModel(
+        self.llm: PADChatModel = llm or PADChatModel(
             model=settings.model,
             reward_model=settings.reward_model,
             dtype=settings.dtype,
@@ -310,6 +306,7 @@ class _Server:
             on_unknown_user="fallback" if settings.unknown_user == "fallback" else "raise",
         )
         self.started = int(time.time())
+        self.model_id = settings.served_model_name or self.llm.model_name
 
     def scheduler(self) -> BatchScheduler:
         """The decoding thread every request of this server goes through."""
@@ -354,11 +351,11 @@ class _Server:
     def resolve(self, request: ChatCompletionRequest) -> _Completion:
         settings = self.settings
         _check_unsupported(request)
-        if request.model is not None and request.model != settings.model_id:
+        if request.model is not None and request.model != self.model_id:
             raise RequestError(
                 404,
                 f"The model {request.model!r} does not exist on this server; "
-                f"it serves {[settings.model_id]}.",
+                f"it serves {[self.model_id]}.",
                 param="model",
                 code="model_not_found",
             )
@@ -394,7 +391,7 @@ class _Server:
         pad = request.pad or PadOptions()
         return _Completion(
             id=f"chatcmpl-{uuid.uuid4().hex}",
-            model=settings.model_id,
+            model=self.model_id,
             messages=to_langchain_messages(request.messages),
             kwargs=kwargs,
             stream=request.stream,
@@ -409,7 +406,7 @@ class _Server:
             out["weights"] = pad.weights  # checked by the reward model (axes, finite, bounds)
         if pad.beta is not None:
             out["beta"] = pad.beta
-        store = self.settings.profile_store
+        store = self.llm.profile_store
         if (pad.user_id is not None or pad.preference is not None) and store is None:
             raise RequestError(
                 400,
@@ -448,8 +445,9 @@ def _chunk_pad(chunk: AIMessageChunk) -> dict[str, Any]:
     """Per-token data of one chunk: its token ids and the PAD record (when guided)."""
     meta = chunk.response_metadata
     out: dict[str, Any] = {"token_ids": list(meta.get("token_ids", []))}
-    if "token_logprobs" in meta:
-        out["token_logprobs"] = list(meta["token_logprobs"])
+    for key in ("token_logprobs", "token_texts"):
+        if key in meta:
+            out[key] = list(meta[key])
     if isinstance(meta.get("pad"), dict):
         out.update(meta["pad"])
     return out
@@ -604,11 +602,18 @@ class _Run:
 # ---------------------------------------------------------------------- the app
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    """The FastAPI application; ``uvicorn.run(create_app(...))`` serves it."""
+def create_app(
+    settings: ServerSettings | None = None, *, llm: PADChatModel | None = None
+) -> FastAPI:
+    """The FastAPI application; ``uvicorn.run(create_app(...))`` serves it.
+
+    ``llm`` serves a ready-made :class:`~langchain_pad.PADChatModel` (its model, reward
+    model and profile store) instead of one built from ``settings``; the limits and the
+    batch window still come from ``settings``.
+    """
     from contextlib import asynccontextmanager
 
-    server = _Server(settings or ServerSettings())
+    server = _Server(settings or ServerSettings(), llm)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -626,7 +631,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": server.settings.model_id}
+        return {"status": "ok", "model": server.model_id}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -634,7 +639,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             "object": "list",
             "data": [
                 {
-                    "id": server.settings.model_id,
+                    "id": server.model_id,
                     "object": "model",
                     "created": server.started,
                     "owned_by": "langchain-pad",
@@ -644,7 +649,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != server.settings.model_id:
+        if model_id != server.model_id:
             raise RequestError(
                 404, f"The model {model_id!r} does not exist.", code="model_not_found"
             )
