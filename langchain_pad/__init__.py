@@ -5,10 +5,18 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from langchain_pad.callbacks import AsyncTokenRewardHandler, TokenRewardHandler
 from langchain_pad.chat_model import PADChatModel
 from langchain_pad.models import DEFAULT_MODEL, ModelLoadError, load_model
+from langchain_pad.traces import RunTrace, TokenRecord
 
 if TYPE_CHECKING:
+    from langchain_pad.profiles import (
+        InMemoryProfileStore,
+        PreferenceProfile,
+        ProfileStore,
+        SQLiteProfileStore,
+    )
     from langchain_pad.reward_model import PersonalizedRewardModel, RewardModelMismatchError
     from langchain_pad.training import PreferencePair, fit_preference_weights
 
@@ -23,6 +31,10 @@ _LAZY = {
     "RewardModelMismatchError": "langchain_pad.reward_model",
     "PreferencePair": "langchain_pad.training",
     "fit_preference_weights": "langchain_pad.training",
+    "InMemoryProfileStore": "langchain_pad.profiles",
+    "PreferenceProfile": "langchain_pad.profiles",
+    "ProfileStore": "langchain_pad.profiles",
+    "SQLiteProfileStore": "langchain_pad.profiles",
 }
 
 
@@ -36,11 +48,19 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AsyncTokenRewardHandler",
+    "InMemoryProfileStore",
     "ModelLoadError",
     "PADChatModel",
     "PersonalizedRewardModel",
     "PreferencePair",
+    "PreferenceProfile",
+    "ProfileStore",
     "RewardModelMismatchError",
+    "RunTrace",
+    "SQLiteProfileStore",
+    "TokenRecord",
+    "TokenRewardHandler",
     "__version__",
     "fit_preference_weights",
     "load_model",

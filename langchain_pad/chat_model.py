@@ -9,6 +9,7 @@ batch and concurrent callers share batched forward passes.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -55,22 +56,37 @@ _CONFIGURABLE_PARAMS = ("user_id", "preference")
 
 
 class _Call:
-    """Everything one model call needs, resolved once."""
+    """Everything one model call needs, resolved once; turns engine events into chunks.
+
+    Per-token data goes into every chunk as one-element lists: adding chunks
+    concatenates the lists, and a float never meets another float under the same key
+    (LangChain refuses to merge two different floats). Floats outside lists (weights,
+    beta, the summary) ride on the last chunk only. The lists sit in
+    ``generation_info`` and on the message's ``response_metadata`` alike: LangChain
+    copies the first into the second only on some paths (``stream``), after some
+    callbacks already saw the chunk (``invoke``, v3 event streams), and handlers that
+    read only the message (as LangGraph's ``stream_mode="messages"`` does) must find it.
+    LangChain folds the two into one dict when it builds the final message.
+    """
 
     def __init__(
         self,
         model_name: str,
         scheduler: BatchScheduler,
         request: GenerationRequest,
-        axes: list[str] | None = None,
+        tokenizer: Any = None,
+        reward_model: PersonalizedRewardModel | None = None,
         profile: dict[str, Any] | None = None,
     ) -> None:
         self.model_name = model_name
         self.scheduler = scheduler
         self.request = request
-        self.axes = axes
+        self.tokenizer = tokenizer
+        self.axes = list(reward_model.axes) if reward_model is not None else None
+        self.default_beta = float(reward_model.beta) if reward_model is not None else None
         self.profile = profile
         self.completion_tokens = 0
+        self.summary = _PADSummary(len(self.axes or ()))
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
         self.completion_tokens += 1
@@ -78,11 +94,12 @@ class _Call:
         generation_info: dict[str, Any] = {
             "token_ids": [event.token_id],
             "token_logprobs": [event.logprob],
+            "token_texts": [event.token_text],
         }
         if event.record is not None:
-            # lists, so that adding chunks concatenates them (floats would collide)
-            generation_info["pad"] = {key: [value] for key, value in event.record.items()}
-        message = AIMessageChunk(content=event.text)
+            generation_info["pad"] = self._pad_lists(event)
+        metadata = copy.deepcopy(generation_info)  # two owners, no shared lists
+        message = AIMessageChunk(content=event.text, response_metadata=metadata)
         if last:
             prompt_tokens = len(self.request.prompt_ids)
             message = AIMessageChunk(
@@ -94,6 +111,7 @@ class _Call:
                     total_tokens=prompt_tokens + self.completion_tokens,
                 ),
                 response_metadata={
+                    **metadata,
                     "model_name": self.model_name,
                     "finish_reason": event.finish_reason,
                     "model_provider": "pad",
@@ -103,6 +121,29 @@ class _Call:
             )
         return ChatGenerationChunk(message=message, generation_info=generation_info)
 
+    def _pad_lists(self, event: TokenEvent) -> dict[str, list[Any]]:
+        record = event.record or {}
+        self.summary.add(record)
+        lists: dict[str, list[Any]] = {
+            "token_id": [event.token_id],
+            "token_text": [event.token_text],
+        }
+        lists.update({key: [value] for key, value in record.items()})
+        if "base_token_id" in record:
+            base_id = record["base_token_id"]
+            same = base_id == event.token_id
+            lists["base_token_text"] = [event.token_text if same else self._piece(base_id)]
+        return lists
+
+    def _piece(self, token_id: int) -> str:
+        """A token's text on its own: only needed for the base choice PAD replaced."""
+        if self.tokenizer is None:
+            return ""
+        text: str = self.tokenizer.decode(
+            [token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        return text
+
     def _profile_metadata(self) -> dict[str, Any]:
         """Which preference profile steered this answer (and which version of it)."""
         return {} if self.profile is None else {"pad_profile": self.profile}
@@ -111,10 +152,46 @@ class _Call:
         guidance = self.request.guidance
         if guidance is None or self.axes is None:
             return {}
+        beta = guidance.beta if guidance.beta is not None else self.default_beta
+        weights = dict(zip(self.axes, guidance.weights, strict=True))
         return {
             "pad_axes": list(self.axes),
-            "pad_weights": dict(zip(self.axes, guidance.weights, strict=True)),
-            "pad_beta": guidance.beta,
+            "pad_weights": weights,
+            "pad_beta": beta,
+            "pad_summary": self.summary.result(self.axes, list(guidance.weights), beta or 0.0),
+        }
+
+
+class _PADSummary:
+    """Running totals for the summary the last chunk carries (means, share changed)."""
+
+    def __init__(self, num_axes: int) -> None:
+        self.tokens = 0
+        self.changed = 0
+        self.reward = 0.0
+        self.features = [0.0] * num_axes
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.tokens += 1
+        self.changed += bool(record.get("changed", False))
+        self.reward += float(record.get("reward", 0.0))
+        for axis, value in enumerate(record.get("features", ())[: len(self.features)]):
+            self.features[axis] += float(value)
+
+    def result(self, axes: list[str], weights: list[float], beta: float) -> dict[str, Any]:
+        n = max(self.tokens, 1)
+        mean_phi = [total / n for total in self.features]
+        return {
+            "tokens": self.tokens,
+            "changed_tokens": self.changed,
+            "changed_share": self.changed / n,
+            "mean_reward": self.reward / n,
+            # r = beta * sum_i w_i * phi_i, so each axis's share of the mean reward is
+            # beta * w_i * mean(phi_i); the shares add up to mean_reward.
+            "mean_reward_by_axis": {
+                axis: beta * w * phi for axis, w, phi in zip(axes, weights, mean_phi, strict=True)
+            },
+            "mean_features": dict(zip(axes, mean_phi, strict=True)),
         }
 
 
@@ -132,6 +209,21 @@ class PADChatModel(BaseChatModel):
 
     answers = llm.batch(["Hi!", "What is 2 + 2?"])  # decoded together, one batch
     ```
+
+    Personalized per user with a preference-profile store (``langchain_pad.profiles``):
+
+    ```python
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    llm = PADChatModel(reward_model="path/to/persrm", profile_store=SQLiteProfileStore())
+    llm.invoke("Explain DNS.", user_id="ana")  # ana's stored w_p
+    llm.invoke("Explain DNS.", preference="I'm a busy surgeon: bottom line first")
+    chain.invoke(question, config={"configurable": {"user_id": "ana"}})  # inside chains
+    ```
+
+    ``w_p`` per call: explicit ``weights`` > the ``user_id``'s profile > ``preference``
+    matched in the store > none; ``response_metadata["pad_profile"]`` says which
+    profile (and version) was used.
 
     ``model`` accepts the embedded default ``"smollm2-135m-instruct"``, a Hugging Face
     id (when the hub is reachable or the model is in its local cache) or a local
@@ -288,8 +380,7 @@ class PADChatModel(BaseChatModel):
             guidance = PADGuidance(reward_model.weight_vector(weights), beta)
         scheduler = self._scheduler(loaded, reward_model)
         request = GenerationRequest(tuple(prompt_ids), params, guidance)
-        axes = reward_model.axes if reward_model else None
-        return _Call(model_name, scheduler, request, axes, profile)
+        return _Call(model_name, scheduler, request, loaded.tokenizer, reward_model, profile)
 
     def _resolve_preference(
         self, kwargs: dict[str, Any]
@@ -489,6 +580,15 @@ class PADChatModel(BaseChatModel):
         kwargs = self._configurable_kwargs(config, kwargs)
         return super().invoke(input, config, stop=stop, **kwargs)
 
+    async def _warm_preference(self, kwargs: dict[str, Any]) -> None:
+        """Match ``preference`` once in a worker thread before an async call, so that the
+        store's first embedding-model load and index build do not block the event loop
+        (the call's own match then hits the store's query cache and warm index)."""
+        preference = kwargs.get("preference", self.preference)
+        store = self.profile_store
+        if preference and store is not None and kwargs.get("weights", self.weights) is None:
+            await asyncio.to_thread(store.match, preference)
+
     async def ainvoke(
         self,
         input: LanguageModelInput,
@@ -498,6 +598,7 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         kwargs = self._configurable_kwargs(config, kwargs)
+        await self._warm_preference(kwargs)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
@@ -520,6 +621,7 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         kwargs = self._configurable_kwargs(config, kwargs)
+        await self._warm_preference(kwargs)
         async for chunk in super().astream(input, config, stop=stop, **kwargs):
             yield chunk
 

@@ -1,11 +1,19 @@
-"""The ``langchain-pad`` command: model set-up and a demo of the chat model."""
+"""The ``langchain-pad`` command: model set-up, a demo, and preference profiles."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_pad.embeddings import Embedder
+    from langchain_pad.profiles import FeedbackLearner, PreferenceProfile, SQLiteProfileStore
 
 from langchain_pad.models import DEFAULT_MODEL
 
@@ -23,12 +31,36 @@ def _cmd_models_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_users() -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Two users built from the shipped anchor profiles, on opposite poles."""
+    import json
+
+    from langchain_pad.reward_models import default_reward_model_path
+
+    anchors = json.loads((default_reward_model_path() / "anchors.json").read_text())
+    axes: list[str] = anchors["axes"]
+    by_name = {a["name"]: a["weights"] for a in anchors["anchors"]}
+
+    def combine(*names: str) -> dict[str, float]:
+        present = [by_name[n] for n in names if n in by_name]
+        return {axis: sum(w[axis] for w in present) for axis in axes}
+
+    return axes, {
+        "Ana (wants it simple and short)": combine(
+            "expertise:elementary", "informativeness:concise"
+        ),
+        "Ben (wants expert detail)": combine("expertise:expert", "informativeness:thorough"),
+    }
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from rich.columns import Columns
     from rich.console import Console
     from rich.panel import Panel
 
-    from langchain_pad import PADChatModel
+    from langchain_pad import PADChatModel, TokenRewardHandler
     from langchain_pad.models import load_model
+    from langchain_pad.render import print_traces, render_html
 
     console = Console()
     console.print(f"[bold]langchain-pad demo[/bold]: model [cyan]{args.model}[/cyan]")
@@ -38,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     llm = PADChatModel(model=args.model, max_tokens=args.max_tokens)
 
     question = args.question or _DEMO_QUESTIONS[0]
-    console.print(Panel(question, title="streaming one answer", border_style="cyan"))
+    console.print(Panel(question, title="streaming one answer (no personalization)"))
     started = time.perf_counter()
     tokens = 0
     for chunk in llm.stream(question):
@@ -46,17 +78,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if chunk.usage_metadata:
             tokens = chunk.usage_metadata["output_tokens"]
     elapsed = time.perf_counter() - started
-    rate = tokens / elapsed
-    console.print(f"\n[dim]{tokens} tokens in {elapsed:.1f} s ({rate:.1f} tokens/s)[/dim]")
+    console.print(
+        f"\n[dim]{tokens} tokens in {elapsed:.1f} s ({tokens / elapsed:.1f} tokens/s)[/dim]"
+    )
 
-    console.print(Panel("\n".join(_DEMO_QUESTIONS), title="two questions, one batch"))
+    # Two users and the base model, one question: the three rows decode in one batch
+    # (concurrent calls share the decoding thread's waves), each with its own w_p.
+    axes, users = _demo_users()
+    handler = TokenRewardHandler()
+    labels = ["Base model", *users]
     started = time.perf_counter()
-    answers = llm.batch(list(_DEMO_QUESTIONS))
+    with ThreadPoolExecutor(len(labels)) as pool:
+        answers = list(
+            pool.map(
+                lambda label: llm.invoke(
+                    question,
+                    config={"callbacks": [handler], "metadata": {"pad_label": label}},
+                    # all-zero weights decode exactly like the plain model, in the same batch
+                    weights=users.get(label, dict.fromkeys(axes, 0.0)),
+                ),
+                labels,
+            )
+        )
     elapsed = time.perf_counter() - started
-    for q, a in zip(_DEMO_QUESTIONS, answers, strict=True):
-        console.print(Panel(str(a.content), title=q, border_style="green"))
-    total = sum(a.usage_metadata["output_tokens"] for a in answers if a.usage_metadata)
-    console.print(f"[dim]{total} tokens in {elapsed:.1f} s, decoded together[/dim]")
+    console.print(
+        Columns(
+            [
+                Panel(
+                    str(answer.content),
+                    title=label,
+                    subtitle=", ".join(f"{k} {v:+g}" for k, v in users.get(label, {}).items() if v)
+                    or "no preference",
+                    width=max(30, console.width // len(labels) - 2),
+                )
+                for label, answer in zip(labels, answers, strict=True)
+            ]
+        )
+    )
+    console.print(f"[dim]three answers in {elapsed:.1f} s[/dim]")
+    traces = sorted(handler.traces, key=lambda t: labels.index(t.label))
+    console.print("[bold]Token rewards[/bold] (green: pushed towards the user's preference)")
+    print_traces(*traces[1:], console=console)
+    path = Path(args.html).resolve()
+    render_html(*traces, path=path, title=f"What PAD changed: {question}")
+    console.print(f"reward view saved to [cyan]{path}[/cyan] (open it in a browser)")
     return 0
 
 
@@ -169,6 +234,224 @@ def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.set_defaults(handler=_cmd_serve)
 
 
+# ---------------------------------------------------------------------- profiles
+
+
+def _embedder(args: argparse.Namespace) -> Embedder:
+    from langchain_pad.embeddings import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(args.embedding_model)
+
+
+def _store(args: argparse.Namespace, learner: FeedbackLearner | None = None) -> SQLiteProfileStore:
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    return SQLiteProfileStore(args.store, embedder=_embedder(args), learner=learner)
+
+
+def _learner(args: argparse.Namespace) -> FeedbackLearner:
+    """A stage-2 learner over the base model and the PersRM in ``--reward-model``."""
+    from langchain_pad._runtime import reward_model_for
+    from langchain_pad.models import load_model
+    from langchain_pad.profiles import Stage2Learner
+
+    loaded = load_model(args.model)
+    reward_model = reward_model_for(args.reward_model, loaded)
+    return Stage2Learner(reward_model, loaded.tokenizer, reward_model_dir=args.reward_model)
+
+
+def _weights(pairs: Sequence[str]) -> dict[str, float]:
+    weights = {}
+    for pair in pairs:
+        axis, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--weight takes AXIS=VALUE, got {pair!r}")
+        weights[axis.strip()] = float(value)
+    return weights
+
+
+def _profile_line(profile: PreferenceProfile) -> str:
+    weights = " ".join(f"{a}={v:+.2f}" for a, v in profile.weights.items())
+    text = f"  {profile.description!r}" if profile.description else ""
+    count = profile.feedback_count
+    return f"{profile.user_id}  v{profile.version}  [{weights}]  feedback={count}{text}"
+
+
+def _cmd_profiles_add(args: argparse.Namespace) -> int:
+    from langchain_pad.profiles import PreferenceProfile, reward_model_ref
+
+    store = _store(args)
+    current = store.get(args.user_id)
+    if current is not None and not args.update:
+        raise ValueError(
+            f"user {args.user_id!r} already has a profile (version {current.version}); "
+            "pass --update to store a new version"
+        )
+    profile = PreferenceProfile(
+        user_id=args.user_id,
+        description=args.description or (current.description if current else ""),
+        aliases=args.alias or [],
+        weights=_weights(args.weight or []),
+        reward_model=reward_model_ref(args.reward_model),
+    )
+    stored = store.put(profile, expected_version=current.version if current else 0)
+    print(_profile_line(stored))
+    return 0
+
+
+def _cmd_profiles_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    profiles = store.list_profiles(kind=args.kind, limit=args.limit)
+    for profile in profiles:
+        print(_profile_line(profile))
+    print(f"({len(profiles)} of {store.count(kind=args.kind)} profiles in {store.path})")
+    return 0
+
+
+def _cmd_profiles_show(args: argparse.Namespace) -> int:
+    profile = _store(args).require(args.user_id)
+    print(profile.model_dump_json(indent=2, exclude={"embedding"}))
+    return 0
+
+
+def _cmd_profiles_match(args: argparse.Namespace) -> int:
+    from langchain_pad.profiles.matching import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    result = _store(args).match(
+        args.description, top_k=args.top_k, threshold=threshold, kind=args.kind
+    )
+    for match in result.matches:
+        used = "*" if match.profile.user_id in result.used else " "
+        print(
+            f"{used} {match.similarity:.3f}  {match.profile.user_id} v{match.profile.version}"
+            f"  (matched {match.matched_text!r})"
+        )
+    if result.weights is None:
+        print(f"no match: nothing is above the threshold {result.threshold}")
+        return 1
+    weights = " ".join(f"{a}={v:+.2f}" for a, v in result.weights.items())
+    print(f"w_p = [{weights}]  (similarity-weighted over the profiles marked *)")
+    return 0
+
+
+def _cmd_profiles_feedback(args: argparse.Namespace) -> int:
+    store = _store(args, learner=_learner(args))
+    profile = store.record_feedback(args.user_id, args.prompt, args.chosen, args.rejected)
+    print(_profile_line(profile))
+    return 0
+
+
+def _cmd_profiles_history(args: argparse.Namespace) -> int:
+    store = _store(args)
+    history = store.history(args.user_id)
+    if not history:
+        raise ValueError(f"no history for user {args.user_id!r}")
+    for entry in history:
+        state = _profile_line(entry.profile) if entry.profile else "(deleted)"
+        print(
+            f"v{entry.version}  {entry.recorded_at.isoformat(timespec='seconds')}  "
+            f"{entry.reason:8s}  {state}"
+        )
+    return 0
+
+
+def _cmd_profiles_export(args: argparse.Namespace) -> int:
+    data = json.dumps(_store(args).export_json(), indent=2, ensure_ascii=False)
+    if args.file is None or str(args.file) == "-":
+        print(data)
+    else:
+        args.file.write_text(data + "\n", encoding="utf-8")
+        print(f"exported to {args.file}")
+    return 0
+
+
+def _cmd_profiles_import(args: argparse.Namespace) -> int:
+    data: Any = json.loads(args.file.read_text(encoding="utf-8"))
+    count = _store(args).import_json(data)
+    print(f"imported {count} profiles")
+    return 0
+
+
+def _cmd_profiles_seed(args: argparse.Namespace) -> int:
+    from langchain_pad.profiles import anchor_profiles
+
+    anchors = anchor_profiles(args.reward_model)
+    if not anchors:
+        raise ValueError(f"{args.reward_model} has no anchors.json to seed from")
+    written = _store(args).seed_anchors(anchors)
+    print(f"{len(anchors)} anchor profiles, {written} written")
+    return 0
+
+
+def _add_profiles_parser(commands: Any) -> None:
+    from langchain_pad.embeddings import DEFAULT_EMBEDDING_MODEL
+
+    profiles = commands.add_parser("profiles", help="preference profiles: store, match, learn")
+    profiles.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="SQLite file (default: $LANGCHAIN_PAD_PROFILES or the user data directory)",
+    )
+    profiles.add_argument(
+        "--embedding-model",
+        default=DEFAULT_EMBEDDING_MODEL,
+        help="sentence-transformers model for descriptions",
+    )
+    sub = profiles.add_subparsers(dest="profiles_command", required=True)
+
+    add = sub.add_parser("add", help="store a profile (a new version with --update)")
+    add.add_argument("user_id")
+    add.add_argument("--description", default="", help="the preference in the user's words")
+    add.add_argument("--alias", action="append", help="another wording (repeatable)")
+    add.add_argument("--weight", action="append", metavar="AXIS=VALUE", help="repeatable")
+    add.add_argument("--reward-model", required=True, help="PersRM directory the weights are for")
+    add.add_argument("--update", action="store_true", help="replace an existing profile")
+    add.set_defaults(handler=_cmd_profiles_add)
+
+    lst = sub.add_parser("list", help="list profiles")
+    lst.add_argument("--kind", choices=["user", "anchor"], default=None)
+    lst.add_argument("--limit", type=int, default=None)
+    lst.set_defaults(handler=_cmd_profiles_list)
+
+    show = sub.add_parser("show", help="print one profile as JSON")
+    show.add_argument("user_id")
+    show.set_defaults(handler=_cmd_profiles_show)
+
+    match = sub.add_parser("match", help="nearest known profiles for a described preference")
+    match.add_argument("description")
+    match.add_argument("--top-k", type=int, default=3)
+    match.add_argument("--threshold", type=float, default=None)
+    match.add_argument("--kind", choices=["user", "anchor"], default=None)
+    match.set_defaults(handler=_cmd_profiles_match)
+
+    feedback = sub.add_parser("feedback", help="record a judgement and refit the user's w_p")
+    feedback.add_argument("user_id")
+    feedback.add_argument("--prompt", required=True)
+    feedback.add_argument("--chosen", required=True, help="the response the user preferred")
+    feedback.add_argument("--rejected", required=True, help="the response they did not")
+    feedback.add_argument("--reward-model", required=True, help="PersRM directory")
+    feedback.add_argument("--model", default=DEFAULT_MODEL, help="base model of the PersRM")
+    feedback.set_defaults(handler=_cmd_profiles_feedback)
+
+    history = sub.add_parser("history", help="every version of a profile")
+    history.add_argument("user_id")
+    history.set_defaults(handler=_cmd_profiles_history)
+
+    export = sub.add_parser("export", help="write every profile, version and pair as JSON")
+    export.add_argument("file", nargs="?", type=Path, default=None, help="default: stdout")
+    export.set_defaults(handler=_cmd_profiles_export)
+
+    imp = sub.add_parser("import", help="load a JSON export")
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(handler=_cmd_profiles_import)
+
+    seed = sub.add_parser("seed", help="store the anchor profiles shipped with a PersRM")
+    seed.add_argument("--reward-model", required=True, help="PersRM directory with anchors.json")
+    seed.set_defaults(handler=_cmd_profiles_seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="langchain-pad",
@@ -180,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=DEFAULT_MODEL, help="model name, hub id or directory")
     demo.add_argument("--max-tokens", type=int, default=96)
     demo.add_argument("--question", default=None, help="ask this instead of the demo question")
+    demo.add_argument("--html", default="pad_demo.html", help="where to save the reward view")
     demo.set_defaults(handler=_cmd_demo)
 
     data = commands.add_parser("data", help="preference data for training reward models")
@@ -223,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--force", action="store_true", help="rebuild even if already converted")
     convert.set_defaults(handler=_cmd_models_convert)
     _add_serve_command(commands)
+
+    _add_profiles_parser(commands)
     return parser
 
 
@@ -233,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.handler(args)
-    except ModelLoadError as exc:
+    except (ModelLoadError, ValueError, RuntimeError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return code

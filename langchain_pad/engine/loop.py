@@ -200,17 +200,18 @@ class DecodingEngine:
                 if cancelled(row.index):
                     continue
                 token_id = int(chosen_ids[position])
-                event = self._advance(row, token_id, float(chosen_logprobs[position]))
+                released, finish, token_text = self._advance(row, token_id)
                 record = records[position] if records is not None else None
                 yield TokenEvent(
                     row=row.index,
                     token_id=token_id,
-                    text=event[0],
+                    text=released,
                     logprob=float(chosen_logprobs[position]),
-                    finish_reason=event[1],
+                    finish_reason=finish,
                     record=record,
+                    token_text=token_text,
                 )
-                if event[1] is None:
+                if finish is None:
                     keep.append(position)
             if not keep:
                 break
@@ -308,18 +309,25 @@ class DecodingEngine:
             processed[position] = processor(history, processed[position : position + 1])[0]
         return processed
 
-    def _advance(self, row: _Row, token_id: int, logprob: float) -> tuple[str, FinishReason | None]:
-        """Record a chosen token; return the text it releases and why the row ends, if it does."""
+    def _advance(self, row: _Row, token_id: int) -> tuple[str, FinishReason | None, str]:
+        """Record a chosen token.
+
+        Returns the text it releases, why the row ends (if it does) and the token's own
+        text (the detokenizer's delta, before stop sequences hold any of it back).
+        """
         row.token_ids.append(token_id)
         if token_id in self.eos_token_ids:
-            return row.stops.flush() + row.detokenizer.flush(), "stop"
-        released, stopped = row.stops.push(row.detokenizer.push(token_id))
+            own = row.detokenizer.flush()
+            return row.stops.flush() + own, "stop", own
+        own = row.detokenizer.push(token_id)
+        released, stopped = row.stops.push(own)
         if stopped:
-            return released, "stop"
+            return released, "stop", own
         if len(row.token_ids) >= row.budget:
-            tail, _ = row.stops.push(row.detokenizer.flush())
-            return released + tail + row.stops.flush(), "length"
-        return released, None
+            tail_text = row.detokenizer.flush()
+            tail, _ = row.stops.push(tail_text)
+            return released + tail + row.stops.flush(), "length", own + tail_text
+        return released, None, own
 
     # ------------------------------------------------------------------ helpers
 

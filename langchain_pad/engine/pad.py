@@ -110,6 +110,7 @@ class PADSession:
         self._phi: torch.Tensor | None = None
         self._reward: torch.Tensor | None = None
         self._base_logprobs: torch.Tensor | None = None
+        self._base_choice: torch.Tensor | None = None
 
     def observe(self, forward: ForwardOutput) -> None:
         trunk = forward.hidden_states[self.rm.trunk_layer]
@@ -140,15 +141,29 @@ class PADSession:
         reward = self.betas.unsqueeze(1) * (phi @ self.weights.unsqueeze(-1)).squeeze(-1)  # eq. 6
         reward = reward * self.guided.unsqueeze(1)
         self._phi, self._reward, self._base_logprobs = phi, reward, step.base_logprobs
+        # Candidates come best base score first: column 0 is what the base model would
+        # have picked here, kept so explanations can name the token PAD replaced.
+        self._base_choice = step.candidate_ids[:, 0]
         return step.scores + reward  # eq. 7
 
     def records(self, chosen: torch.Tensor) -> list[dict[str, Any] | None]:
-        if self._phi is None or self._reward is None or self._base_logprobs is None:
+        """Per guided row: the chosen token's reward, ``phi``, base log-prob and rank.
+
+        ``base_token_id`` is the base model's own first choice at this step (rank 0 of
+        the candidates); it equals the chosen token unless ``changed``.
+        """
+        if (
+            self._phi is None
+            or self._reward is None
+            or self._base_logprobs is None
+            or self._base_choice is None
+        ):
             return [None] * len(chosen)
         rows = torch.arange(len(chosen))
         reward = self._reward[rows, chosen].tolist()
         phi = self._phi[rows, chosen].tolist()
         base = self._base_logprobs[rows, chosen].tolist()
+        base_choice = self._base_choice.tolist()
         ranks = chosen.tolist()
         out: list[dict[str, Any] | None] = []
         for row, is_guided in enumerate(self.guided.tolist()):
@@ -162,6 +177,7 @@ class PADSession:
                     "base_logprob": base[row],
                     "base_rank": ranks[row],
                     "changed": ranks[row] != 0,
+                    "base_token_id": base_choice[row],
                 }
             )
         return out

@@ -83,6 +83,13 @@ class TokenEvent:
     finish_reason: FinishReason | None = None
     record: dict[str, Any] | None = None
     """Per-token data the step guides attached (e.g. PAD rewards); None without guides."""
+    token_text: str = ""
+    """This token's own share of the decoded text, before stop sequences hold text back.
+
+    ``text`` is what the caller may show now; ``token_text`` is what this token wrote,
+    so that explanations attribute each character to the token that produced it. Over a
+    row the ``token_text`` pieces join into the full decoded text (stop text included).
+    """
 
 
 @dataclass

@@ -1,10 +1,18 @@
 """Nearest-preference lookup: an in-memory matrix of description embeddings.
 
 Every matchable text (a profile's description and its aliases) is one row of a
-normalized float32 matrix; a query is one matrix-vector product and an
-``argpartition``, so 100,000 rows take milliseconds. Rows carry their profile's user
-id; a profile's similarity is that of its best row. The store keeps the index in step
-with its contents: appended rows are loaded incrementally, anything else reloads it.
+normalized float32 matrix. Up to ``exact_rows`` rows (32,768 by default) a query is
+one matrix-vector product and an ``argpartition``: exact. Above that, the product
+alone reads 150 MB per query at 100,000 x 384, too slow for a shared 2-core machine,
+so each row also keeps a 48-byte sign code (one bit per dimension): the query's code
+is compared with all codes by Hamming distance (XOR + popcount over 5 MB), the
+``candidates`` nearest rows (4,096 by default) are re-scored exactly in float32, and
+the best of those are returned. Similarities are always exact; only the choice of
+which rows to re-score is approximate (the benchmark reports its recall).
+
+Rows carry their profile's user id; a profile's similarity is that of its best row.
+The store keeps the index in step with its contents: appended rows are loaded
+incrementally, anything else reloads it.
 
 The resulting ``w_p`` is the similarity-weighted mean of the top-k profiles' weights,
 over those within ``margin`` of the best and above ``threshold`` (below it, the
@@ -91,12 +99,20 @@ def combine(
 class EmbeddingIndex:
     """Rows of ``(row id, user id, text, unit vector)``; top-k users by best-row cosine."""
 
-    def __init__(self, dim: int | None = None) -> None:
+    def __init__(
+        self, dim: int | None = None, *, exact_rows: int = 32_768, candidates: int = 4096
+    ) -> None:
         self._lock = threading.Lock()
         self._capacity = 0
         self._size = 0
         self.dim = dim
+        self.exact_rows = exact_rows
+        """Indexes up to this many rows are searched exactly."""
+        self.candidates = candidates
+        """Rows re-scored exactly after the sign-code prefilter, above ``exact_rows``."""
         self._matrix: npt.NDArray[np.float32] = np.zeros((0, dim or 0), dtype=np.float32)
+        self._codes: npt.NDArray[np.uint64] = np.zeros((0, 0), dtype=np.uint64)
+        """``[words, capacity]``: word ``i`` of every row's sign code, contiguous."""
         self._users: list[str] = []
         self._texts: list[str] = []
         self.max_row_id = 0
@@ -138,10 +154,13 @@ class EmbeddingIndex:
             if needed > self._capacity or self._matrix.shape[1] != self.dim:
                 capacity = max(needed, 2 * self._capacity, 1024)
                 grown = np.zeros((capacity, self.dim), dtype=np.float32)
+                codes = np.zeros((_code_words(self.dim), capacity), dtype=np.uint64)
                 if self._matrix.shape[1] == self.dim:
                     grown[: self._size] = self._matrix[: self._size]
-                self._matrix, self._capacity = grown, capacity
+                    codes[:, : self._size] = self._codes[:, : self._size]
+                self._matrix, self._codes, self._capacity = grown, codes, capacity
             self._matrix[self._size : needed] = vectors
+            self._codes[:, self._size : needed] = sign_codes(vectors).T
             self._size = needed
             self._users.extend(users)
             self._texts.extend(texts)
@@ -153,8 +172,13 @@ class EmbeddingIndex:
         top_k: int,
         *,
         keep: Callable[[str], bool] | None = None,
+        exact: bool | None = None,
     ) -> list[tuple[str, float, str]]:
-        """Best ``top_k`` users as ``(user_id, similarity, matched text)``, best first."""
+        """Best ``top_k`` users as ``(user_id, similarity, matched text)``, best first.
+
+        ``exact`` forces (True) or forbids (False) the exhaustive product; by default
+        it is used up to ``exact_rows`` rows.
+        """
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         with self._lock:
@@ -165,26 +189,70 @@ class EmbeddingIndex:
                 raise ValueError(
                     f"query embedding has {q.shape[0]} dimensions, the index {self.dim}"
                 )
-            sims = self._matrix[:size] @ q
-            users, texts = self._users, self._texts
-            # A user may own several rows (aliases): widen the cut until top_k users show up.
-            want = min(size, max(4 * top_k, top_k + 16))
-            while True:
-                if want >= size:
-                    order = np.argsort(-sims)
-                else:
-                    part = np.argpartition(-sims, want - 1)[:want]
-                    order = part[np.argsort(-sims[part])]
-                best: dict[str, tuple[float, str]] = {}
-                for row in order:
-                    user = users[int(row)]
-                    if keep is not None and not keep(user):
-                        continue
-                    if user not in best:
-                        best[user] = (float(sims[row]), texts[int(row)])
-                        if len(best) == top_k:
-                            break
-                if len(best) == top_k or want >= size:
-                    break
-                want = min(size, want * 4)
+            if exact is None:
+                exact = size <= self.exact_rows or size <= self.candidates
+            if not exact:
+                found = self._search_rows(self._prefiltered(q, size), q, top_k, keep)
+                if len(found) == top_k:
+                    return found
+            rows = np.arange(size)
+            return self._search_rows(rows, q, top_k, keep)
+
+    def _prefiltered(self, q: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.intp]:
+        """The ``candidates`` rows whose sign codes are nearest the query's."""
+        code = sign_codes(q[None, :])[0]
+        distance = np.zeros(size, dtype=np.uint16)
+        for word in range(code.shape[0]):  # word by word: contiguous, no [size, words] temp
+            distance += np.bitwise_count(self._codes[word, :size] ^ code[word])
+        count = min(self.candidates, size)
+        return np.argpartition(distance, count - 1)[:count]
+
+    def _search_rows(
+        self,
+        rows: npt.NDArray[np.intp],
+        q: npt.NDArray[np.float32],
+        top_k: int,
+        keep: Callable[[str], bool] | None,
+    ) -> list[tuple[str, float, str]]:
+        """Exact top users among ``rows`` (the caller holds the lock)."""
+        # einsum rather than BLAS: a single-threaded pass is faster than a BLAS
+        # matrix-vector product whose threads fight other processes for the cores.
+        matrix = self._matrix[rows] if len(rows) < self._size else self._matrix[: self._size]
+        sims = np.einsum("ij,j->i", matrix, q)
+        users, texts = self._users, self._texts
+        size = len(rows)
+        # A user may own several rows (aliases): widen the cut until top_k users show up.
+        want = min(size, max(4 * top_k, top_k + 16))
+        while True:
+            if want >= size:
+                order = np.argsort(-sims)
+            else:
+                part = np.argpartition(-sims, want - 1)[:want]
+                order = part[np.argsort(-sims[part])]
+            best: dict[str, tuple[float, str]] = {}
+            for position in order:
+                row = int(rows[position])
+                user = users[row]
+                if keep is not None and not keep(user):
+                    continue
+                if user not in best:
+                    best[user] = (float(sims[position]), texts[row])
+                    if len(best) == top_k:
+                        break
+            if len(best) == top_k or want >= size:
+                break
+            want = min(size, want * 4)
         return [(user, sim, text) for user, (sim, text) in best.items()]
+
+
+def _code_words(dim: int) -> int:
+    return (dim + 63) // 64
+
+
+def sign_codes(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+    """One bit per dimension (``v > 0``), packed into ``uint64`` words per row."""
+    dim = vectors.shape[1]
+    padded = np.zeros((vectors.shape[0], _code_words(dim) * 64), dtype=bool)
+    padded[:, :dim] = vectors > 0
+    packed = np.packbits(padded, axis=1)
+    return np.ascontiguousarray(packed).view(np.uint64)

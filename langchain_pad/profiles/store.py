@@ -21,6 +21,7 @@ import asyncio
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "langchain-pad-profiles"
+_QUERY_CACHE_SIZE = 1024
 _T = TypeVar("_T")
 Kind = Literal["user", "anchor"]
 
@@ -223,6 +225,8 @@ class BaseProfileStore(ABC):
         self._index = EmbeddingIndex()
         self._index_lock = threading.Lock()
         self._space_checked = False
+        self._query_cache: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
+        self._query_cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -376,6 +380,53 @@ class BaseProfileStore(ABC):
             txn.save(stored, reason, vectors)
         return stored
 
+    def put_many(
+        self,
+        profiles: Sequence[PreferenceProfile],
+        *,
+        vectors: npt.NDArray[np.float32] | None = None,
+        reason: str = "put",
+        batch_size: int = 1000,
+    ) -> int:
+        """Save many profiles quickly: embeddings in batches, one transaction per batch.
+
+        ``vectors`` (``[len(profiles), dim]``, one per profile) skips embedding; each
+        profile then gets one description row, its description, with that vector.
+        Returns how many profiles were written.
+        """
+        if vectors is not None and len(vectors) != len(profiles):
+            raise ValueError(f"got {len(vectors)} vectors for {len(profiles)} profiles")
+        if vectors is not None:
+            self._check_space()
+        for start in range(0, len(profiles), batch_size):
+            batch = profiles[start : start + batch_size]
+            if vectors is not None:
+                rows: list[list[tuple[str, list[float]]]] = [
+                    [(p.description, [float(v) for v in vec])] if p.description.strip() else []
+                    for p, vec in zip(batch, vectors[start : start + batch_size], strict=True)
+                ]
+            else:
+                texts = [t for p in batch for t in p.descriptions]
+                matrix = self._embed(texts) if texts else None
+                rows, offset = [], 0
+                for p in batch:
+                    count = len(p.descriptions)
+                    block = [] if matrix is None else matrix[offset : offset + count].tolist()
+                    rows.append(
+                        [
+                            (t, [float(v) for v in vec])
+                            for t, vec in zip(p.descriptions, block, strict=True)
+                        ]
+                    )
+                    offset += count
+            with self._transaction() as txn:
+                for profile, profile_rows in zip(batch, rows, strict=True):
+                    current = txn.load(profile.user_id)
+                    txn.save(
+                        self._next_version(profile, current, profile_rows), reason, profile_rows
+                    )
+        return len(profiles)
+
     def _next_version(
         self,
         profile: PreferenceProfile,
@@ -524,7 +575,7 @@ class BaseProfileStore(ABC):
         """
         if not description.strip():
             raise ValueError("match needs a non-empty description")
-        query = self._embed([description])[0]
+        query = self._query_vector(description)
         return self.match_vector(
             query,
             query_text=description,
@@ -533,6 +584,22 @@ class BaseProfileStore(ABC):
             margin=margin,
             kind=kind,
         )
+
+    def _query_vector(self, text: str) -> npt.NDArray[np.float32]:
+        """The embedding of a query, remembered for the last 1,024 distinct texts (a chat
+        model matches the same preference text on every call)."""
+        key = (self.embedder.name, text)
+        with self._query_cache_lock:
+            cached = self._query_cache.get(key)
+            if cached is not None:
+                self._query_cache.move_to_end(key)
+                return cached
+        vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        with self._query_cache_lock:
+            self._query_cache[key] = vector
+            while len(self._query_cache) > _QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
 
     def match_vector(
         self,

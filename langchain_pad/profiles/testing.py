@@ -51,7 +51,7 @@ REWARD_MODEL = RewardModelRef(id="test-rm-0001", axes=AXES)
 class HashingEmbedder:
     """Bag of words hashed into ``dim`` buckets: same words, same vector; no model."""
 
-    def __init__(self, dim: int = 64, name: str = "hashing-64") -> None:
+    def __init__(self, dim: int = 256, name: str = "hashing-256") -> None:
         self.dim = dim
         self._name = name
 
@@ -63,8 +63,9 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
-                bucket = int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % self.dim
-                out[i, bucket] += 1.0
+                digest = hashlib.md5(word.encode()).hexdigest()
+                for part in (digest[:8], digest[8:16]):  # two buckets: collisions are rare
+                    out[i, int(part, 16) % self.dim] += 1.0
             norm = float(np.linalg.norm(out[i]))
             out[i] = out[i] / norm if norm else out[i]
             if not norm:
@@ -135,6 +136,11 @@ class ProfileStoreContract:
         kwargs.setdefault("embedder", HashingEmbedder())
         return self.make_store(tmp_path, **kwargs)
 
+    def test_implements_the_protocol(self, tmp_path: Path) -> None:
+        from langchain_pad.profiles.store import ProfileStore
+
+        assert isinstance(self.store(tmp_path), ProfileStore)
+
     # ------------------------------------------------------------------ versions
 
     def test_put_and_get_round_trip_any_user_id(self, tmp_path: Path) -> None:
@@ -146,7 +152,7 @@ class ProfileStoreContract:
             assert got is not None
             assert got.user_id == uid
             assert got.weights == {"expertise": 0.0, "informativeness": -1.5, "style": 0.0}
-            assert got.embedding is not None and len(got.embedding) == 64
+            assert got.embedding is not None and len(got.embedding) == 256
         assert store.get("nobody") is None
         try:
             store.require("nobody")
@@ -200,6 +206,18 @@ class ProfileStoreContract:
         changed = ANCHORS[0].model_copy(update={"description": "very simple words"})
         assert store.seed_anchors([changed]) == 1
         assert store.require(changed.user_id).version == 2
+
+    def test_put_many_writes_versions_and_descriptions(self, tmp_path: Path) -> None:
+        store = self.store(tmp_path)
+        profiles = [user(f"u{i}", f"topic{i} words", style=i / 10) for i in range(25)]
+        assert store.put_many(profiles, batch_size=10) == 25
+        assert store.count() == 25
+        assert store.match("topic7 words").used == ["u7"]
+        vectors = HashingEmbedder().embed(["other text"] * 2)
+        store.put_many([user("u1", "other text"), user("v", "other text")], vectors=vectors)
+        assert store.require("u1").version == 2
+        assert sorted(store.match("other text", top_k=2).used) == ["u1", "v"]
+        assert store.check_integrity() == []
 
     # ------------------------------------------------------------------ matching
 
@@ -291,7 +309,7 @@ class ProfileStoreContract:
             else:
                 raise AssertionError(f"{args} must be refused")
 
-    def test_concurrent_feedback_from_threads_loses_nothing(self, tmp_path: Path) -> None:
+    def test_concurrent_feedback_and_reads_from_threads_lose_nothing(self, tmp_path: Path) -> None:
         store = self.store(tmp_path, learner=CountingLearner())
         errors: list[BaseException] = []
 
@@ -302,12 +320,29 @@ class ProfileStoreContract:
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
 
+        seen: list[int] = []
+        done = threading.Event()
+
+        def read() -> None:  # a reader alongside the writers sees versions only grow
+            try:
+                while not done.is_set():
+                    profile = store.get("ana")
+                    if profile is not None:
+                        seen.append(profile.version)
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
         threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        done.set()
+        reader.join()
         assert errors == []
+        assert seen == sorted(seen)
         profile = store.require("ana")
         assert profile.version == 100 and profile.feedback_count == 100
         assert len(store.feedback("ana")) == 100

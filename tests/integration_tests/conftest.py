@@ -21,3 +21,20 @@ def chat_ids(loaded):
         return tuple(ids)
 
     return encode
+
+
+PERTURBED_AXES = ["expertise", "informativeness", "style"]
+
+
+@pytest.fixture(scope="session")
+def perturbed_reward_model_dir(loaded, tmp_path_factory) -> str:
+    """An untrained PersRM with deterministically perturbed heads: non-zero rewards."""
+    import torch
+
+    from langchain_pad.reward_model import PersonalizedRewardModel
+
+    rm = PersonalizedRewardModel(loaded.model, PERTURBED_AXES, beta=1.0, adapted_layers=4)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        rm.heads.add_(0.02 * torch.randn(rm.heads.shape, generator=generator))
+    return str(rm.save(tmp_path_factory.mktemp("perturbed-persrm")))

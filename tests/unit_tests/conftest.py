@@ -76,3 +76,42 @@ def tiny_engine(tiny_model, byte_tokenizer):
     return DecodingEngine(
         tiny_model, byte_tokenizer, eos_token_ids=frozenset({EOS_ID}), context_length=128
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model, byte_tokenizer):
+    from langchain_pad.models import LoadedModel
+
+    return LoadedModel(
+        name="tiny",
+        location="tiny-random-llama",
+        model=tiny_model,
+        tokenizer=byte_tokenizer,
+        eos_token_ids=frozenset({EOS_ID}),
+        context_length=128,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_persrm_dir(tiny_model, tmp_path_factory) -> str:
+    """A saved PersRM whose heads are perturbed, so that rewards are not all zero."""
+    from .test_reward_model import perturbed
+
+    return str(perturbed(tiny_model, scale=0.5).save(tmp_path_factory.mktemp("persrm")))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tiny_loaded, tiny_persrm_dir):
+    """A PADChatModel class running the tiny model: ``tiny_chat_model(max_tokens=8)``."""
+    from langchain_pad import PADChatModel
+
+    class TinyPADChatModel(PADChatModel):
+        def _loaded(self, model_name=None):
+            return tiny_loaded
+
+    def build(**kwargs):
+        kwargs.setdefault("reward_model", tiny_persrm_dir)
+        kwargs.setdefault("max_tokens", 10)
+        return TinyPADChatModel(**kwargs)
+
+    return build

@@ -128,6 +128,22 @@ def test_user_id_without_a_store_says_what_to_pass():
         PADChatModel()._resolve_preference({"user_id": "ana"})
 
 
+def test_async_preference_is_embedded_off_the_event_loop(llm, store, monkeypatch):
+    import threading
+
+    loop_threads = []
+    embed = store._embed
+
+    def recording_embed(texts):
+        loop_threads.append(threading.current_thread() is threading.main_thread())
+        return embed(texts)
+
+    monkeypatch.setattr(store, "_embed", recording_embed)
+    answer = asyncio.run(llm.ainvoke("hi", preference="plain words please"))
+    assert profile_of(answer)["source"] == "preference"
+    assert loop_threads == [False]  # embedded once, in a worker thread; then cached
+
+
 def test_async_and_default_user(llm):
     defaulted = llm.model_copy(update={"user_id": "ana"})
     answer = asyncio.run(defaulted.ainvoke("hi"))

@@ -123,6 +123,27 @@ def test_stop_sequence_spanning_tokens_is_not_returned(tiny_engine):
     assert [e.text for e in events[3:]] == ["", "", "", ""]
 
 
+def test_token_text_attributes_text_to_the_token_that_wrote_it(tiny_engine):
+    guide = ScriptGuide()
+    req = GenerationRequest((1,), SamplingParams(20, stop=("STOP",)), list(b"abSTOP"))
+    events = list(tiny_engine.stream([req], guide=guide))
+    # held-back text is still the work of its own token, stop text included
+    assert [e.token_text for e in events] == list("abSTOP")
+    assert "".join(e.text for e in events) == "ab"
+
+
+def test_token_text_of_eos_and_of_the_last_token_of_the_budget(tiny_engine):
+    guide = ScriptGuide()
+    eos = GenerationRequest((1,), SamplingParams(10), [66, EOS_ID])
+    events = list(tiny_engine.stream([eos], guide=guide))
+    assert [e.token_text for e in events] == ["B", ""]
+    cut = "é".encode()[:1]  # the budget ends in the middle of a character
+    out = list(
+        tiny_engine.stream([GenerationRequest((1,), SamplingParams(2), [66, cut[0]])], guide=guide)
+    )
+    assert "".join(e.token_text for e in out) == "".join(e.text for e in out) == "B\ufffd"
+
+
 def test_held_back_prefix_is_released_at_the_end(tiny_engine):
     guide = ScriptGuide()
     req = GenerationRequest((1,), SamplingParams(5, stop=("xyz!",)), list(b"abxyz"))
@@ -137,6 +158,7 @@ def test_multibyte_text_in_stream(tiny_engine):
     req = GenerationRequest((1,), SamplingParams(len(text.encode())), list(text.encode()))
     events = list(tiny_engine.stream([req], guide=guide))
     assert [e.text for e in events] == ["", "é", "", "", "", "😀"]
+    assert [e.token_text for e in events] == ["", "é", "", "", "", "😀"]
 
 
 def test_guide_sees_prefill_then_steps_with_hidden_states(tiny_engine):

@@ -65,7 +65,14 @@ def test_records_describe_the_chosen_token(tiny_engine, guide):
     out = tiny_engine.generate([req(PROMPTS[2], (2, -1, 0.5))], guide)[0]
     assert len(out.records) == len(out.token_ids)
     for record, logprob in zip(out.records, out.logprobs, strict=True):
-        assert set(record) == {"reward", "features", "base_logprob", "base_rank", "changed"}
+        assert set(record) == {
+            "reward",
+            "features",
+            "base_logprob",
+            "base_rank",
+            "changed",
+            "base_token_id",
+        }
         assert len(record["features"]) == 3
         assert record["reward"] == pytest.approx(
             2 * record["features"][0] - record["features"][1] + 0.5 * record["features"][2],
@@ -74,6 +81,19 @@ def test_records_describe_the_chosen_token(tiny_engine, guide):
         )
         assert record["base_logprob"] == pytest.approx(logprob)
         assert record["changed"] == (record["base_rank"] != 0)
+
+
+def test_records_name_the_base_models_own_choice(tiny_engine, guide):
+    steered = tiny_engine.generate([req(PROMPTS[0], (5, 0, 0), n=24)], guide)[0]
+    assert any(r["changed"] for r in steered.records)
+    for position, record in enumerate(steered.records):
+        chosen = steered.token_ids[position]
+        assert (record["base_token_id"] != chosen) == record["changed"]
+        if record["changed"]:
+            # the base model, given the same prefix, picks exactly the named token
+            prefix = tuple(PROMPTS[0]) + tuple(steered.token_ids[:position])
+            plain = tiny_engine.generate([GenerationRequest(prefix, SamplingParams(1))])[0]
+            assert plain.token_ids == [record["base_token_id"]]
 
 
 def test_guided_and_plain_rows_share_a_batch(tiny_engine, guide):

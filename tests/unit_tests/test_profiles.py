@@ -201,6 +201,21 @@ def test_index_grows_past_its_capacity():
     assert index.search(vectors[1234], 1)[0][0] == "u1235"
 
 
+def test_large_index_prefilters_by_sign_code_and_rescores_exactly():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(5000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = EmbeddingIndex(exact_rows=1000, candidates=256)
+    ids = list(range(1, 5001))
+    index.add(ids, [f"u{i}" for i in ids], [f"t{i}" for i in ids], vectors)
+    for row in rng.integers(0, 5000, size=50):
+        query = vectors[row] + 0.3 * rng.normal(size=32).astype(np.float32) / np.sqrt(32)
+        fast, exact = index.search(query, 3), index.search(query, 3, exact=True)
+        assert fast[0][0] == exact[0][0] == f"u{row + 1}"
+        normalized = query / np.linalg.norm(query)
+        assert fast[0][1] == pytest.approx(float(vectors[row] @ normalized), abs=1e-5)
+
+
 def test_index_refuses_mixed_dimensions():
     index = EmbeddingIndex()
     index.add([1], ["a"], ["t"], np.ones((1, 4), dtype=np.float32))
