@@ -181,8 +181,8 @@ class LangGraphProfileStore(BaseProfileStore):
         with self._write_lock:
             txn = _LangGraphTransaction(self)
             yield txn
-            if txn.ops:
-                self.store.batch(txn.ops)
+            for ops in _batches(txn.ops):
+                self.store.batch(ops)
 
     def _read(self, user_id: str) -> PreferenceProfile | None:
         item = self.store.get(self._ns("profiles"), escape_label(user_id))
@@ -448,6 +448,28 @@ class _LangGraphTransaction:
     def feedback(self, user_id: str) -> list[FeedbackRecord]:
         rows = self._items(self.owner._ns("feedback", escape_label(user_id)))
         return [FeedbackRecord.model_validate(value) for _, value in rows]
+
+
+def _batches(ops: Sequence[PutOp]) -> Iterator[list[PutOp]]:
+    """The transaction's writes, in order, in as few ``batch`` calls as possible.
+
+    One call normally; a new one starts only where an indexed text repeats, because
+    LangGraph's ``InMemoryStore`` embeds a text once per batch but indexes it for every
+    item that has it, and then fails ("Number of embeddings (1) does not match number
+    of indices (2)") when two items of one batch share a text.
+    """
+    current: list[PutOp] = []
+    texts: set[str] = set()
+    for op in ops:
+        text = op.value.get("text") if op.value is not None and op.index else None
+        if isinstance(text, str) and text in texts:
+            yield current
+            current, texts = [], set()
+        if isinstance(text, str):
+            texts.add(text)
+        current.append(op)
+    if current:
+        yield current
 
 
 def _profile(value: Mapping[str, Any]) -> PreferenceProfile:
