@@ -582,13 +582,19 @@ class _Run:
 
         yield _sse(frame({"role": "assistant", "content": ""}))
         last: AIMessageChunk | None = None
-        async for chunk in self.all():
-            last = chunk
-            text = str(chunk.content)
-            if completion.return_rewards:
-                yield _sse(frame({"content": text}, pad=_chunk_pad(chunk)))
-            elif text:
-                yield _sse(frame({"content": text}))
+        try:
+            async for chunk in self.all():
+                last = chunk
+                text = str(chunk.content)
+                if completion.return_rewards:
+                    yield _sse(frame({"content": text}, pad=_chunk_pad(chunk)))
+                elif text:
+                    yield _sse(frame({"content": text}))
+        except Exception as exc:
+            # the 200 header is sent: report the failure as an event (OpenAI's client
+            # raises it as an APIError) instead of cutting the connection
+            yield _sse(_library_error(exc).body())
+            return
         summary = {"pad": _summary_pad(last)} if last is not None and _summary_pad(last) else {}
         yield _sse(frame({}, _finish_reason(last), **summary))
         if completion.include_usage:

@@ -187,8 +187,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from langchain_pad.integrations.server import ServerSettings, serve
 
-    store = None
-    if args.profiles is not None:
+    store: Any = None
+    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
+        from langchain_pad.integrations.postgres import PostgresProfileStore
+
+        store = PostgresProfileStore(args.profiles)
+    elif args.profiles is not None:
         from langchain_pad.profiles import SQLiteProfileStore
 
         store = SQLiteProfileStore(args.profiles)
@@ -228,7 +232,9 @@ def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument(
         "--batch-window", type=float, default=0.02, help="seconds a batch waits for more requests"
     )
-    serve.add_argument("--profiles", default=None, help="SQLite profile store for user ids")
+    serve.add_argument(
+        "--profiles", default=None, help="profile store: a SQLite file or a postgresql:// URL"
+    )
     serve.add_argument("--unknown-user", choices=["fallback", "error"], default="fallback")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_cmd_serve)

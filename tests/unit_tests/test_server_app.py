@@ -152,3 +152,20 @@ def test_stats_show_waves(client):
     client.post("/v1/chat/completions", json=body(max_tokens=2))
     stats = client.get("/v1/pad/stats").json()
     assert stats["waves"] >= 1 and stats["forward_passes"] >= 1
+
+
+def test_a_failure_mid_stream_ends_it_with_an_error_event(client, monkeypatch):
+    original = PADChatModel._astream
+
+    async def breaks_after_one_token(self, *args, **kwargs):
+        async for chunk in original(self, *args, **kwargs):
+            yield chunk
+            raise RuntimeError("decoder fell over")
+
+    monkeypatch.setattr(PADChatModel, "_astream", breaks_after_one_token)
+    response = client.post("/v1/chat/completions", json=body(max_tokens=6, stream=True))
+    assert response.status_code == 200
+    lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    last = json.loads(lines[-1][6:])
+    assert "decoder fell over" in last["error"]["message"]
+    assert last["error"]["type"] == "server_error"
