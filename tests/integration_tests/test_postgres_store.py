@@ -83,3 +83,40 @@ def test_two_stores_on_one_server_see_each_others_writes(conninfo):
         a.close()
         b.close()
         a.drop()
+
+
+def test_the_server_resolves_users_in_postgres(conninfo, loaded, tmp_path):
+    """`langchain-pad serve --profiles postgresql://...`: the `user` field finds the profile."""
+    openai = pytest.importorskip("openai")
+    from langchain_pad.profiles import PreferenceProfile, reward_model_ref
+
+    from ._persrm import perturbed_reward_model
+    from ._server import running_server
+
+    persrm = str(perturbed_reward_model(loaded).save(tmp_path / "persrm"))
+    store = PostgresProfileStore(conninfo, embedder=HashingEmbedder())
+    store.put(
+        PreferenceProfile(
+            user_id="ana@example.org",
+            weights={"expertise": 3.0},
+            reward_model=reward_model_ref(persrm),
+        )
+    )
+    store.close()
+    args = ("--reward-model", persrm, "--profiles", conninfo, "--log-level", "warning")
+    with running_server(*args, log=tmp_path / "server.log") as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+
+        def ask(**extra):
+            return client.chat.completions.create(
+                model="smollm2-135m-instruct",
+                messages=[{"role": "user", "content": "What is gravity?"}],
+                max_tokens=8,
+                temperature=0,
+                **extra,
+            )
+
+        by_user = ask(user="ana@example.org")
+        by_weights = ask(extra_body={"pad": {"weights": {"expertise": 3.0}}})
+    assert by_user.choices[0].message.content == by_weights.choices[0].message.content
+    assert by_user.model_extra["pad"]["profile"]["user_id"] == "ana@example.org"
