@@ -296,15 +296,17 @@ class _Server:
         from langchain_pad import PADChatModel
 
         self.settings = settings
-        self.llm: PADChatModel = llm or PADChatModel(
-            model=settings.model,
-            reward_model=settings.reward_model,
-            dtype=settings.dtype,
-            max_batch_size=settings.max_batch_size,
-            timeout=settings.request_timeout,
-            profile_store=settings.profile_store,
-            on_unknown_user="fallback" if settings.unknown_user == "fallback" else "raise",
-        )
+        on_unknown_user = "fallback" if settings.unknown_user == "fallback" else "raise"
+        if llm is None:
+            llm = PADChatModel(
+                model=settings.model,
+                reward_model=settings.reward_model,
+                dtype=settings.dtype,
+                max_batch_size=settings.max_batch_size,
+                timeout=settings.request_timeout,
+                profile_store=settings.profile_store,
+            )
+        self.llm: PADChatModel = llm.model_copy(update={"on_unknown_user": on_unknown_user})
         self.started = int(time.time())
         self.model_id = settings.served_model_name or self.llm.model_name
 
