@@ -677,6 +677,7 @@ def create_app(
             "max_batch_size": scheduler.max_batch_size,
             "batch_window": scheduler.batch_window,
             "forward_passes": sum(s.forward_passes for s in scheduler.wave_stats),
+            "forward_passes_per_wave": [s.forward_passes for s in scheduler.wave_stats],
             "largest_batches": [max(s.batch_sizes, default=0) for s in scheduler.wave_stats],
         }
 

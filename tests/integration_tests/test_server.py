@@ -229,11 +229,14 @@ def test_raw_http_errors(server):
     assert stream_bad.status_code == 400
 
 
-def test_a_client_that_hangs_up_mid_stream_frees_its_row(client):
+def test_a_client_that_hangs_up_mid_stream_frees_its_row(client, server):
+    waves = len(httpx.get(f"{server}/pad/stats").json()["wave_sizes"])
     stream = ask(client, max_tokens=64, stream=True)
     next(iter(stream))
     stream.close()
     assert ask(client, max_tokens=4).choices[0].message.content
+    passes = httpx.get(f"{server}/pad/stats").json()["forward_passes_per_wave"][waves:]
+    assert passes[0] < 64  # the hung-up row left its batch early
 
 
 def test_langchain_chat_openai_against_the_server(client, server):

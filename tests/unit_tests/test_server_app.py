@@ -169,3 +169,13 @@ def test_a_failure_mid_stream_ends_it_with_an_error_event(client, monkeypatch):
     last = json.loads(lines[-1][6:])
     assert "decoder fell over" in last["error"]["message"]
     assert last["error"]["type"] == "server_error"
+
+
+def test_serve_command_line():
+    from langchain_pad.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["serve", "--port", "9000", "--reward-model", "none", "--max-tokens-limit", "32"]
+    )
+    assert (args.port, args.reward_model, args.max_tokens_limit) == (9000, "none", 32)
+    assert args.handler.__name__ == "_cmd_serve"
