@@ -50,6 +50,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _reachable_by_postgres(bindir: Path, root: Path) -> Path:
+    """The binaries where the postgres user can run them.
+
+    A virtual environment inside a private directory (a clone under /root) is out of
+    the postgres user's reach: copy the installation next to the cluster then.
+    """
+    check = ["runuser", "-u", "postgres", "--", "test", "-x", str(bindir / "initdb")]
+    if subprocess.run(check, capture_output=True, timeout=30).returncode == 0:
+        return bindir
+    # keep the layout around the installation: the wheel's binaries find their shared
+    # libraries through RPATH $ORIGIN/../../../pgserver.libs
+    package = bindir.parent.parent
+    copy = root / "site" / package.name / bindir.parent.name
+    shutil.copytree(bindir.parent, copy, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, root / "site" / libs.name, symlinks=True)
+    subprocess.run(["chown", "-R", "postgres", str(root / "site")], check=True, timeout=120)
+    return copy / "bin"
+
+
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """Start a cluster; yield its connection URL (database ``pad``, user ``pad``)."""
@@ -64,6 +85,7 @@ def throwaway_postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
+        bindir = _reachable_by_postgres(bindir, root)
     data, port = root / "data", _free_port()
 
     def run(*args: str) -> None:
