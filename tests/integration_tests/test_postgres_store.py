@@ -120,3 +120,35 @@ def test_the_server_resolves_users_in_postgres(conninfo, loaded, tmp_path):
         by_weights = ask(extra_body={"pad": {"weights": {"expertise": 3.0}}})
     assert by_user.choices[0].message.content == by_weights.choices[0].message.content
     assert by_user.model_extra["pad"]["profile"]["user_id"] == "ana@example.org"
+
+
+@pytest.fixture(scope="module")
+def langgraph_postgres_store(conninfo):
+    """LangGraph's own PostgresStore (pgvector index) on the throwaway server."""
+    pytest.importorskip("langgraph.store.postgres")
+    from langgraph.store.postgres import PostgresStore
+
+    embedder = HashingEmbedder()
+    index = {
+        "dims": embedder.dim,
+        "embed": lambda texts: embedder.embed(list(texts)).tolist(),
+        "fields": ["text"],
+    }
+    with PostgresStore.from_conn_string(conninfo, index=index) as store:
+        store.setup()
+        yield store
+
+
+class TestLangGraphProfileStoreOnLangGraphsPostgresStore(ProfileStoreContract):
+    """The LangGraph-backed profile store is not tied to the in-memory store: the same
+    contract on LangGraph's PostgresStore, matching by its pgvector search."""
+
+    @pytest.fixture(autouse=True)
+    def _backing(self, langgraph_postgres_store):
+        self.backing = langgraph_postgres_store
+
+    def make_store(self, tmp_path, **kwargs):
+        from langchain_pad.integrations.langgraph import LangGraphProfileStore
+
+        namespace = "t_" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+        return LangGraphProfileStore(self.backing, namespace=(namespace,), **kwargs)
