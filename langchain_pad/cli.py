@@ -196,9 +196,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from langchain_pad.profiles import SQLiteProfileStore
 
         store = SQLiteProfileStore(args.profiles)
+    reward_model = None if args.reward_model == "none" else args.reward_model
+    if reward_model is not None:
+        from pathlib import Path
+
+        from langchain_pad.reward_models import resolve_reward_model
+
+        try:
+            resolved = resolve_reward_model(reward_model)
+        except FileNotFoundError as exc:
+            print(f"error: {exc} (or serve without PAD: --reward-model none)", file=sys.stderr)
+            return 2
+        if not Path(resolved).is_dir():
+            print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
+            return 2
     settings = ServerSettings(
         model=args.model,
-        reward_model=None if args.reward_model == "none" else args.reward_model,
+        reward_model=reward_model,
         served_model_name=args.served_model_name,
         dtype=args.dtype,
         default_max_tokens=args.default_max_tokens,

@@ -179,3 +179,10 @@ def test_serve_command_line():
     )
     assert (args.port, args.reward_model, args.max_tokens_limit) == (9000, "none", 32)
     assert args.handler.__name__ == "_cmd_serve"
+
+
+def test_serve_refuses_a_missing_reward_model(tmp_path, capsys):
+    from langchain_pad.cli import main
+
+    assert main(["serve", "--reward-model", str(tmp_path / "missing")]) == 2
+    assert "no such directory" in capsys.readouterr().err
