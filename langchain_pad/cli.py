@@ -274,9 +274,10 @@ def _learner(args: argparse.Namespace) -> FeedbackLearner:
     from langchain_pad._runtime import reward_model_for
     from langchain_pad.models import load_model
     from langchain_pad.profiles import Stage2Learner
+    from langchain_pad.reward_models import resolve_reward_model
 
     loaded = load_model(args.model)
-    reward_model = reward_model_for(args.reward_model, loaded)
+    reward_model = reward_model_for(resolve_reward_model(args.reward_model), loaded)
     return Stage2Learner(reward_model, loaded.tokenizer, reward_model_dir=args.reward_model)
 
 
@@ -426,7 +427,9 @@ def _add_profiles_parser(commands: Any) -> None:
     add.add_argument("--description", default="", help="the preference in the user's words")
     add.add_argument("--alias", action="append", help="another wording (repeatable)")
     add.add_argument("--weight", action="append", metavar="AXIS=VALUE", help="repeatable")
-    add.add_argument("--reward-model", required=True, help="PersRM directory the weights are for")
+    add.add_argument(
+        "--reward-model", default="default", help="PersRM the weights are for (default: shipped)"
+    )
     add.add_argument("--update", action="store_true", help="replace an existing profile")
     add.set_defaults(handler=_cmd_profiles_add)
 
@@ -451,7 +454,9 @@ def _add_profiles_parser(commands: Any) -> None:
     feedback.add_argument("--prompt", required=True)
     feedback.add_argument("--chosen", required=True, help="the response the user preferred")
     feedback.add_argument("--rejected", required=True, help="the response they did not")
-    feedback.add_argument("--reward-model", required=True, help="PersRM directory")
+    feedback.add_argument(
+        "--reward-model", default="default", help="PersRM directory (default: shipped)"
+    )
     feedback.add_argument("--model", default=DEFAULT_MODEL, help="base model of the PersRM")
     feedback.set_defaults(handler=_cmd_profiles_feedback)
 
@@ -468,7 +473,9 @@ def _add_profiles_parser(commands: Any) -> None:
     imp.set_defaults(handler=_cmd_profiles_import)
 
     seed = sub.add_parser("seed", help="store the anchor profiles shipped with a PersRM")
-    seed.add_argument("--reward-model", required=True, help="PersRM directory with anchors.json")
+    seed.add_argument(
+        "--reward-model", default="default", help="PersRM with anchors.json (default: shipped)"
+    )
     seed.set_defaults(handler=_cmd_profiles_seed)
 
 

@@ -47,12 +47,19 @@ _CONFIG_FILE = "persrm_config.json"
 _WEIGHTS_FILE = "persrm.safetensors"
 
 
+def _resolve(directory: str | Path) -> Path:
+    """A path, or ``"default"``: the PersRM shipped inside the package."""
+    from langchain_pad.reward_models import resolve_reward_model
+
+    return Path(resolve_reward_model(str(directory)))
+
+
 def reward_model_id(directory: str | Path) -> str:
     """A stable 16-hex-digit id of a saved PersRM: a hash of its config and weights files.
 
     The same files give the same id on any machine; retraining changes it.
     """
-    path = Path(directory)
+    path = _resolve(directory)
     digest = hashlib.sha256()
     for name in (_CONFIG_FILE, _WEIGHTS_FILE):
         file = path / name
@@ -70,7 +77,7 @@ def reward_model_id(directory: str | Path) -> str:
 
 def reward_model_ref(directory: str | Path) -> RewardModelRef:
     """The id and axes of the PersRM saved in ``directory`` (reads JSON, loads no weights)."""
-    path = Path(directory)
+    path = _resolve(directory)
     config = json.loads((path / _CONFIG_FILE).read_text(encoding="utf-8"))
     return RewardModelRef(id=reward_model_id(path), axes=tuple(config["axes"]))
 
@@ -144,7 +151,7 @@ class AnchorSet(BaseModel):
 
 def load_anchors(path: str | Path) -> AnchorSet:
     """Read and validate ``anchors.json`` (a file, or a PersRM directory holding one)."""
-    file = Path(path)
+    file = _resolve(path)
     if file.is_dir():
         file = file / ANCHORS_FILE
     try:
@@ -155,7 +162,7 @@ def load_anchors(path: str | Path) -> AnchorSet:
 
 def anchor_profiles(directory: str | Path) -> list[PreferenceProfile]:
     """The anchor profiles shipped with the PersRM in ``directory`` (none without a file)."""
-    path = Path(directory)
+    path = _resolve(directory)
     if not (path / ANCHORS_FILE).is_file():
         return []
     return load_anchors(path).profiles(reward_model_ref(path))

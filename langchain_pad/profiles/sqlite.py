@@ -144,8 +144,10 @@ class SQLiteProfileStore(BaseProfileStore):
     match = store.match("I'm a busy surgeon: bottom line first")
     ```
 
-    ``anchors_from`` (a PersRM directory holding ``anchors.json``) seeds the reward
-    model's anchor profiles; seeding is idempotent.
+    ``anchors_from`` (a PersRM directory holding ``anchors.json``, or ``"default"``)
+    seeds the reward model's anchor profiles; seeding is idempotent. ``"auto"`` seeds
+    the shipped default PersRM's anchors into the default store (``path`` None), so a
+    new user's ``preference=`` text matches out of the box, and nothing elsewhere.
     """
 
     def __init__(
@@ -155,7 +157,7 @@ class SQLiteProfileStore(BaseProfileStore):
         embedder: Embedder | None = None,
         learner: FeedbackLearner | None = None,
         anchors: Sequence[PreferenceProfile] = (),
-        anchors_from: str | Path | None = None,
+        anchors_from: str | Path | None = "auto",
         timeout: float = 60.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
@@ -171,6 +173,8 @@ class SQLiteProfileStore(BaseProfileStore):
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
         migrate(connection)
+        if anchors_from == "auto":
+            anchors_from = _shipped_anchors() if path is None else None
         if anchors_from is not None:
             from langchain_pad.profiles.anchors import anchor_profiles
 
@@ -447,3 +451,10 @@ def _feedback(row: Sequence[object]) -> FeedbackRecord:
         features=features,
         reward_model_id=row[8],  # type: ignore[arg-type]
     )
+
+
+def _shipped_anchors() -> str | None:
+    from langchain_pad.reward_models import DEFAULT_REWARD_MODEL, default_reward_model_path
+
+    present = (default_reward_model_path() / "anchors.json").is_file()
+    return DEFAULT_REWARD_MODEL if present else None

@@ -341,16 +341,26 @@ def calibrate_anchors(
             ]
             magnitude = chosen.get((axis.name, sign), max(fluent, default=1.0))
             magnitudes.append(magnitude)
+            wording = pole_wordings().get(f"{axis.name}:{pole.name}", {})
             anchors.append(
                 {
                     "name": f"{axis.name}:{pole.name}",
-                    "description": pole.description,
-                    "aliases": [],
+                    "description": wording.get("description", pole.description),
+                    "aliases": list(wording.get("aliases", [])),
                     "weights": {n: (sign * magnitude if n == axis.name else 0.0) for n in names},
                 }
             )
         report.anchor_magnitude = max(magnitudes)
     return {"format_version": 1, "axes": names, "anchors": anchors}
+
+
+def pole_wordings() -> dict[str, dict[str, Any]]:
+    """How users phrase each pole (``data/anchor_descriptions.json``), for matching."""
+    from importlib import resources
+
+    source = resources.files("langchain_pad") / "data" / "anchor_descriptions.json"
+    poles: dict[str, dict[str, Any]] = json.loads(source.read_text(encoding="utf-8"))["poles"]
+    return poles
 
 
 def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[str, Any]) -> str:
