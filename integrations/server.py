@@ -34,6 +34,7 @@ requests waiting within ``batch_window`` seconds into one batch, each row with i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -330,7 +331,10 @@ class _Server:
             parsed = ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
             raise RequestError(422, _validation_message(exc)) from None
-        return self.resolve(parsed)
+        if self.llm.profile_store is None:
+            return self.resolve(parsed)
+        # profile lookups are blocking calls (SQLite, PostgreSQL): keep them off the loop
+        return await asyncio.to_thread(self.resolve, parsed)
 
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.max_request_bytes
@@ -625,8 +629,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        import asyncio
-
         await asyncio.to_thread(server.warm_up)
         yield
 
