@@ -92,6 +92,9 @@ class ServerSettings:
     max_batch_size: int = 32
     batch_window: float = 0.02
     """Seconds a wave waits after its first request for others to join its batch."""
+    max_waves: int = 4
+    """Waves decoded at once: a request arriving while a batch runs starts its own wave
+    at once (the waves take decoding steps in turn) instead of waiting for it to end."""
     request_timeout: float | None = 600.0
     """Seconds one completion may take before it fails (504)."""
     profile_store: Any = None
@@ -316,8 +319,10 @@ class _Server:
         return self.llm._batch_scheduler({})
 
     def warm_up(self) -> None:
-        """Load the weights now (not on the first request) and open the batch window."""
-        self.scheduler().batch_window = self.settings.batch_window
+        """Load the weights now (not on the first request); set the batching policy."""
+        scheduler = self.scheduler()
+        scheduler.batch_window = self.settings.batch_window
+        scheduler.max_waves = self.settings.max_waves
 
     async def read(self, request: Request) -> _Completion:
         body = await self._body(request)
@@ -678,6 +683,7 @@ def create_app(
             "wave_sizes": list(scheduler.wave_sizes),
             "max_batch_size": scheduler.max_batch_size,
             "batch_window": scheduler.batch_window,
+            "max_waves": scheduler.max_waves,
             "forward_passes": sum(s.forward_passes for s in scheduler.wave_stats),
             "forward_passes_per_wave": [s.forward_passes for s in scheduler.wave_stats],
             "largest_batches": [max(s.batch_sizes, default=0) for s in scheduler.wave_stats],

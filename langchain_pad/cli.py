@@ -220,6 +220,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_batch_size=args.max_batch_size,
         batch_window=args.batch_window,
+        max_waves=args.max_waves,
         profile_store=store,
         unknown_user=args.unknown_user,
     )
@@ -245,6 +246,9 @@ def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument("--max-batch-size", type=int, default=32)
     serve.add_argument(
         "--batch-window", type=float, default=0.02, help="seconds a batch waits for more requests"
+    )
+    serve.add_argument(
+        "--max-waves", type=int, default=4, help="batches decoded at once, a step of each in turn"
     )
     serve.add_argument(
         "--profiles", default=None, help="profile store: a SQLite file or a postgresql:// URL"

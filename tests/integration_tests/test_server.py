@@ -308,3 +308,25 @@ def test_sixteen_concurrent_streaming_clients_each_get_their_own_answer(server, 
     new_waves = after["wave_sizes"][len(before["wave_sizes"]) :]
     assert sum(new_waves) == 16
     assert max(new_waves) >= 8, new_waves  # shared forward passes, not one at a time
+
+
+def test_a_short_request_is_not_stuck_behind_a_long_batch(client, server):
+    """A request arriving while another decodes starts its own wave (max_waves)."""
+    import threading
+    import time
+
+    done: dict[str, float] = {}
+
+    def long_one():
+        for _chunk in ask(client, max_tokens=64, stream=True):
+            pass
+        done["long"] = time.monotonic()
+
+    thread = threading.Thread(target=long_one)
+    thread.start()
+    time.sleep(2.0)  # the long request is decoding by now
+    assert ask(client, question="Hi!", max_tokens=3).choices[0].message.content
+    done["short"] = time.monotonic()
+    thread.join(300)
+    assert done["short"] < done["long"]
+    assert httpx.get(f"{server}/pad/stats").json()["max_waves"] == 4
