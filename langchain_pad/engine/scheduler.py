@@ -6,6 +6,12 @@ LangChain's default async streaming hops threads between tokens), and it lets
 concurrent callers share forward passes: requests waiting when a wave starts are
 decoded together in one batch. ``gathering(n)`` holds the start of the next wave
 until ``n`` requests have arrived, so that ``batch([...])`` becomes one real batch.
+``batch_window`` does the same for independent callers (a server's concurrent
+requests): a wave starts that many seconds after its first request arrived, or as
+soon as it is full, so requests arriving a few milliseconds apart share one batch.
+``max_waves > 1`` lets requests that arrive while a wave runs start their own wave at
+once instead of waiting for it to end: the thread then decodes up to that many waves,
+one step of each in turn (each wave still batched within itself).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class RequestTicket:
 
     request: GenerationRequest
     sink: EventSink
+    submitted: float = field(default_factory=time.monotonic)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -99,6 +106,8 @@ class BatchScheduler:
         guide: StepGuide | None = None,
         max_batch_size: int = 32,
         gather_timeout: float = 2.0,
+        batch_window: float = 0.0,
+        max_waves: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -106,6 +115,12 @@ class BatchScheduler:
         self.guide = guide
         self.max_batch_size = max_batch_size
         self.gather_timeout = gather_timeout
+        self.batch_window = batch_window
+        """Seconds a wave waits, after its first request arrived, for more requests."""
+        if max_waves < 1:
+            raise ValueError(f"max_waves must be >= 1, got {max_waves}.")
+        self.max_waves = max_waves
+        """Waves decoded at once, a step of each in turn (1: one wave after another)."""
         self.wave_sizes: list[int] = []
         self.wave_stats: list[WaveStats] = []
         self._pending: list[RequestTicket] = []
@@ -186,6 +201,7 @@ class BatchScheduler:
                 return None
             while self._expected > 0 and time.monotonic() < self._gather_deadline:
                 self._cond.wait(timeout=max(0.0, self._gather_deadline - time.monotonic()))
+            self._wait_for_window()
             wave = [t for t in self._pending if not t.cancelled][: self.max_batch_size]
             taken = {id(t) for t in wave}
             dropped = [t for t in self._pending if t.cancelled]
@@ -194,8 +210,23 @@ class BatchScheduler:
             ticket.deliver(None)
         return wave
 
+    def _wait_for_window(self) -> None:
+        """Hold the wave open ``batch_window`` s after its first request, unless it is full."""
+        if self.batch_window <= 0 or not self._pending:
+            return
+        deadline = min(t.submitted for t in self._pending) + self.batch_window
+        while (
+            not self._closed
+            and len(self._pending) < self.max_batch_size
+            and time.monotonic() < deadline
+        ):
+            self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+
     def _serve(self) -> None:
         while True:
+            if self.max_waves > 1:  # may be raised after the thread started
+                self._serve_interleaved()
+                return
             wave = self._next_wave()
             if wave is None:
                 return
@@ -235,3 +266,104 @@ class BatchScheduler:
         for row, ticket in enumerate(wave):
             if row not in finished:
                 ticket.deliver(None)  # cancelled rows: end their streams
+
+    # ------------------------------------------------------------------ several waves
+
+    def _serve_interleaved(self) -> None:
+        """Up to ``max_waves`` waves at once, one decoding step of each in turn."""
+        import torch
+
+        active: list[_ActiveWave] = []
+        # One inference mode around all waves: each wave's generator enters and leaves
+        # its own, interleaved with the others', which must never switch it off.
+        with torch.inference_mode():
+            while True:
+                wave = self._next_wave() if not active else self._ready_wave(active)
+                if wave is None and not active:
+                    return
+                if wave:
+                    self.wave_sizes.append(len(wave))
+                    active.append(self._start_wave(wave))
+                    self._set_running(active)
+                for current in list(active):
+                    if not current.step():
+                        active.remove(current)
+                        self._set_running(active)
+
+    def _set_running(self, active: list[_ActiveWave]) -> None:
+        with self._cond:
+            self._running = [t for wave in active for t in wave.tickets]
+
+    def _ready_wave(self, active: list[_ActiveWave]) -> list[RequestTicket] | None:
+        """A new wave if requests wait and may start now (never blocks)."""
+        with self._cond:
+            if len(active) >= self.max_waves or not self._pending:
+                return None
+            now = time.monotonic()
+            if self._expected > 0 and now < self._gather_deadline:
+                return None
+            room = self.max_batch_size - sum(len(w.tickets) for w in active)
+            waiting = [t for t in self._pending if not t.cancelled]
+            if room <= 0 or not waiting:
+                return None
+            window_open = now < min(t.submitted for t in waiting) + self.batch_window
+            if self.batch_window > 0 and window_open and len(waiting) < room:
+                return None
+            wave = waiting[:room]
+            taken = {id(t) for t in wave}
+            dropped = [t for t in self._pending if t.cancelled]
+            self._pending = [t for t in self._pending if id(t) not in taken and not t.cancelled]
+        for ticket in dropped:
+            ticket.deliver(None)
+        return wave
+
+    def _start_wave(self, wave: list[RequestTicket]) -> _ActiveWave:
+        stats = WaveStats()
+        self.wave_stats.append(stats)  # before any caller can see its last event
+        events = self.engine.stream(
+            [t.request for t in wave],
+            guide=self.guide,
+            cancelled=lambda row: wave[row].cancelled,
+            stats=stats,
+        )
+        return _ActiveWave(wave, events, stats)
+
+
+class _ActiveWave:
+    """One wave's event stream, advanced a decoding step at a time."""
+
+    def __init__(
+        self, tickets: list[RequestTicket], events: Iterator[TokenEvent], stats: WaveStats
+    ) -> None:
+        self.tickets = tickets
+        self.events = events
+        self.stats = stats
+        self.finished: set[int] = set()
+
+    def step(self) -> bool:
+        """Deliver the events of (about) one more forward pass; False once the wave ended."""
+        start = self.stats.forward_passes
+        delivered = 0
+        try:
+            while True:
+                event = next(self.events)
+                self.tickets[event.row].deliver(event)
+                if event.finish_reason is not None:
+                    self.finished.add(event.row)
+                if self.stats.forward_passes > start:
+                    delivered += 1
+                    if delivered >= self.stats.batch_sizes[-1]:
+                        return True
+        except StopIteration:
+            pass
+        except BaseException as exc:  # hand the failure to every caller still waiting
+            for row, ticket in enumerate(self.tickets):
+                if row not in self.finished:
+                    ticket.deliver(exc)
+                    self.finished.add(row)
+            if not isinstance(exc, Exception):
+                raise
+        for row, ticket in enumerate(self.tickets):
+            if row not in self.finished:
+                ticket.deliver(None)  # cancelled rows: end their streams
+        return False

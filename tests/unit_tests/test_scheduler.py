@@ -119,3 +119,80 @@ def test_a_refused_request_does_not_hold_a_gathered_wave(scheduler, tiny_engine)
         started = time.monotonic()
         events = list(scheduler.stream(request("alone", 2)))
     assert events and time.monotonic() - started < 2.0
+
+
+def test_batch_window_joins_independent_callers_into_one_wave(tiny_engine):
+    sched = BatchScheduler(tiny_engine, batch_window=0.5)
+    results: dict[int, list[Any]] = {}
+
+    def worker(i: int) -> None:
+        results[i] = list(sched.stream(request(f"prompt {i}")))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sched.wave_sizes == [4]
+        assert all(events[-1].finish_reason is not None for events in results.values())
+    finally:
+        sched.close()
+
+
+def test_a_full_wave_does_not_wait_for_the_window(tiny_engine):
+    import time
+
+    sched = BatchScheduler(tiny_engine, batch_window=30.0, max_batch_size=1)
+    try:
+        started = time.monotonic()
+        assert list(sched.stream(request("alone", 3)))
+        assert time.monotonic() - started < 10.0
+    finally:
+        sched.close()
+
+
+def test_a_request_arriving_mid_wave_starts_its_own_wave_at_once(tiny_engine):
+    sched = BatchScheduler(tiny_engine, max_waves=2)
+    try:
+        long_events = sched.stream(request("a long one", 60))
+        first = next(long_events)  # the long wave is running
+        short = list(sched.stream(request("short", 3)))  # does not wait for it to end
+        rest = list(long_events)
+        assert short[-1].finish_reason is not None
+        assert [first, *rest][-1].finish_reason is not None
+        assert len(rest) >= 20  # the long wave was still going when the short one ended
+        assert sched.wave_sizes == [1, 1]
+        direct = tiny_engine.generate([request("a long one", 60), request("short", 3)])
+        assert [e.token_id for e in [first, *rest]] == direct[0].token_ids
+        assert [e.token_id for e in short] == direct[1].token_ids
+    finally:
+        sched.close()
+
+
+def test_interleaved_waves_from_many_threads_all_complete(tiny_engine):
+    sched = BatchScheduler(tiny_engine, max_waves=3, max_batch_size=4)
+    results: dict[int, list[Any]] = {}
+
+    def worker(i: int) -> None:
+        results[i] = list(sched.stream(request(f"prompt {i}", 6 + i)))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(results) == list(range(10))
+        for i, events in results.items():
+            expected = tiny_engine.generate([request(f"prompt {i}", 6 + i)])[0].token_ids
+            assert [e.token_id for e in events] == expected
+        assert sum(sched.wave_sizes) == 10
+        assert max(max(s.batch_sizes) for s in sched.wave_stats) <= 4
+    finally:
+        sched.close()
+
+
+def test_bad_max_waves_is_refused(tiny_engine):
+    with pytest.raises(ValueError, match="max_waves"):
+        BatchScheduler(tiny_engine, max_waves=0)

@@ -1,0 +1,17 @@
+"""A deterministic, perturbed (untrained) PersRM for tests that need PAD to change text."""
+
+from __future__ import annotations
+
+import torch
+
+from langchain_pad.reward_model import PersonalizedRewardModel
+
+AXES = ["expertise", "informativeness", "style"]
+
+
+def perturbed_reward_model(loaded, scale: float = 0.02) -> PersonalizedRewardModel:
+    rm = PersonalizedRewardModel(loaded.model, AXES, beta=1.0, adapted_layers=4)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        rm.heads.add_(scale * torch.randn(rm.heads.shape, generator=generator))
+    return rm
