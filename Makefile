@@ -74,7 +74,8 @@ persrm-data: install
 		--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7
 
 persrm: install
-	$(VENV)/bin/langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm
+	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad train --data data/preferences/v1 \
+		--out langchain_pad/default_persrm --max-pairs-per-axis 128
 
 alignment: install
 	$(PY) benchmarks/alignment.py

@@ -70,11 +70,16 @@ class AxisReport:
 
 
 def pair_accuracy(
-    rm: PersonalizedRewardModel, pairs: Sequence[TokenizedPair]
+    rm: PersonalizedRewardModel,
+    pairs: Sequence[TokenizedPair],
+    *,
+    description: str | None = None,
 ) -> dict[int, tuple[int, int]]:
     """Per axis index: (pairs whose chosen answer gets the larger feature sum, pairs)."""
+    from tqdm.auto import tqdm
+
     totals: dict[int, list[int]] = {}
-    for pair in pairs:
+    for pair in tqdm(pairs, desc=description, unit="pair", disable=description is None):
         assert pair.axis is not None
         features = rm.responses_features(
             list(pair.prompt_ids), [list(pair.chosen_ids), list(pair.rejected_ids)]
@@ -170,8 +175,12 @@ def train_reward_model(
         ),
         show_progress=show_progress,
     )
-    train_acc = pair_accuracy(rm, train_pairs)
-    heldout_acc = pair_accuracy(rm, heldout_pairs)
+
+    def shown(label: str) -> str | None:
+        return label if show_progress else None
+
+    train_acc = pair_accuracy(rm, train_pairs, description=shown("train accuracy"))
+    heldout_acc = pair_accuracy(rm, heldout_pairs, description=shown("held-out accuracy"))
 
     reports: list[AxisReport] = []
     for index, axis in enumerate(axes):
@@ -213,7 +222,8 @@ def train_reward_model(
     saved_pairs = _tokenize(
         loaded, [r for r in heldout_records if r.axis in shipped_axes], shipped_axes
     )
-    for index, (wins, n) in pair_accuracy(saved, saved_pairs).items():
+    measured = pair_accuracy(saved, saved_pairs, description=shown("saved file, held-out"))
+    for index, (wins, n) in measured.items():
         report = next(r for r in reports if r.name == shipped_axes[index])
         report.heldout_accuracy = round(wins / n, 4)
 
@@ -439,9 +449,10 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
         "",
         "```bash",
         "make install",
-        "langchain-pad data generate --out data/preferences/v1 "
+        "OMP_NUM_THREADS=1 langchain-pad data generate --out data/preferences/v1 "
         "--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7",
-        "langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm",
+        "langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm "
+        f"--max-pairs-per-axis {s['max_train_pairs_per_axis']}",
         "```",
         "",
     ]
