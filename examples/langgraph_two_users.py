@@ -36,17 +36,17 @@ def main(max_tokens: int = 48) -> None:
     profiles.put(
         PreferenceProfile(
             user_id="ana@example.org",
-            description="I'm an astrophysicist: technical depth, precise terms.",
-            weights={"expertise": 2.0, "style": -1.0},
+            description="I'm an astrophysicist: precise terms, short answers.",
+            weights={"expertise": 4.0, "informativeness": -4.0},
             reward_model=ref,
         )
     )
     profiles.put(
         PreferenceProfile(
             user_id="ben",
-            description="I'm ten: simple words and a friendly tone, please.",
+            description="I'm ten: simple words and tell me everything, please.",
             aliases=["explain it like I'm a kid"],
-            weights={"expertise": -2.0, "style": 1.0},
+            weights={"expertise": -4.0, "informativeness": 4.0},
             reward_model=ref,
         )
     )

@@ -29,7 +29,7 @@ def main(path: Path) -> None:
                 {"expertise": 2.0},
             ),
             ("ben", "Short answers please, just the bottom line.", {"informativeness": -2.0}),
-            ("cleo", "Be warm and encouraging, I'm nervous about this.", {"style": 1.5}),
+            ("cleo", "Tell me everything, with all the background.", {"informativeness": 2.0}),
         ):
             store.put(
                 PreferenceProfile(
@@ -49,7 +49,7 @@ def main(path: Path) -> None:
         for text in (
             "I'm a doctor, be technical",
             "keep it short, just the bottom line",
-            "please be kind and gentle",
+            "give me all the details and the background",
         ):
             result = store.match(text)
             best = result.best

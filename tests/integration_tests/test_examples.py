@@ -52,7 +52,7 @@ def test_personalized_chain_answers_each_user_in_one_chain():
 
 
 def test_langgraph_agent_serves_two_users():
-    lines = run_example("langgraph_two_users.py", "16")
+    lines = run_example("langgraph_two_users.py", "40")
     assert answer_of(lines, "[ana@example.org]") != answer_of(lines, "[ben]")
     assert answer_of(lines, "[new user, matched to ['ben']]")
 
