@@ -179,7 +179,7 @@ def train_reward_model(
     def shown(label: str) -> str | None:
         return label if show_progress else None
 
-    train_acc = pair_accuracy(rm, train_pairs, description=shown("train accuracy"))
+    train_acc = stage1.axis_accuracy  # measured by stage 1 on its own frozen inputs
     heldout_acc = pair_accuracy(rm, heldout_pairs, description=shown("held-out accuracy"))
 
     reports: list[AxisReport] = []

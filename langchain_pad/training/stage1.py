@@ -56,6 +56,8 @@ class Stage1Result:
     epoch_losses: list[float] = field(default_factory=list)
     train_accuracy: float = 0.0
     """Share of training pairs whose chosen response the trained head prefers."""
+    axis_accuracy: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Per axis index: (training pairs won, training pairs)."""
     resumed_from_epoch: int | None = None
     seconds: float = 0.0
 
@@ -162,7 +164,10 @@ def train_stage1(
         wins = 0
         for item in prepared:
             phi_w, phi_l = _pair_margin(rm, item)
-            wins += int(phi_w.sum() > phi_l.sum())
+            won = int(phi_w.sum() > phi_l.sum())
+            wins += won
+            axis_wins, axis_n = result.axis_accuracy.get(item.axis, (0, 0))
+            result.axis_accuracy[item.axis] = (axis_wins + won, axis_n + 1)
     result.train_accuracy = wins / len(prepared)
     result.seconds = time.perf_counter() - started
     return result
