@@ -17,7 +17,7 @@ PYTEST_FLAGS ?= -q -ra
 SYSTEM_PACKAGES ?= chromium fonts-dejavu-core postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps browser demo test unit integration lint format benchmark persrm-data persrm alignment clean
+.PHONY: install system-deps browser demo test unit integration lint format benchmark persrm-data persrm calibrate alignment clean
 
 install: $(STAMP)
 
@@ -69,13 +69,23 @@ benchmark: install
 	$(PY) benchmarks/speed.py
 
 # The default PersRM, end to end (see langchain_pad/default_persrm/README.md).
+# PERSRM_DATA / PERSRM_OUT redirect a re-run (e.g. to compare with what is committed);
+# `data generate` resumes an existing directory, so give a new one to start afresh.
+PERSRM_DATA ?= data/preferences/v1
+PERSRM_OUT ?= langchain_pad/default_persrm
+
 persrm-data: install
-	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad data generate --out data/preferences/v1 \
+	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad data generate --out $(PERSRM_DATA) \
 		--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7
 
 persrm: install
-	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad train --data data/preferences/v1 \
-		--out langchain_pad/default_persrm --max-pairs-per-axis 128
+	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad train --data $(PERSRM_DATA) \
+		--out $(PERSRM_OUT) --max-pairs-per-axis 128
+
+# Re-pick the anchor weights of a trained PersRM (train's last step) without retraining.
+calibrate: install
+	OMP_NUM_THREADS=1 $(VENV)/bin/langchain-pad calibrate --data $(PERSRM_DATA) \
+		--reward-model $(PERSRM_OUT)
 
 alignment: install
 	$(PY) benchmarks/alignment.py

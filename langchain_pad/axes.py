@@ -30,6 +30,10 @@ class PreferenceAxis:
     """Name of the judge in ``langchain_pad.judges`` whose score rises towards ``high``."""
     min_gap: float
     """Smallest judge difference (high minus low) for a sampled pair to be kept."""
+    eval_new_tokens: int = 96
+    """Answer length at which the judge is read when anchors are calibrated and PAD is
+    benchmarked. A length judge needs answers the base model can finish: read at a
+    budget the base model always fills, "longer" would only count words per token."""
 
     def pole(self, name: str) -> Pole:
         for pole in (self.low, self.high):
@@ -75,6 +79,8 @@ DEFAULT_AXES: tuple[PreferenceAxis, ...] = (
         ),
         judge="log_words",
         min_gap=0.4,
+        # SmolLM2-135M's greedy answers run 200-300 tokens; most end before 384
+        eval_new_tokens=384,
     ),
     PreferenceAxis(
         name="style",

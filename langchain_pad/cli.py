@@ -181,6 +181,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from langchain_pad.reward_models import resolve_reward_model
+    from langchain_pad.training.pipeline import TrainSettings, recalibrate_anchors
+
+    defaults = TrainSettings()
+    for flag, value in (("--prompts", args.prompts), ("--new-tokens", args.new_tokens)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}.")
+    if any(not (m > 0 and m < float("inf")) for m in args.magnitudes or ()):
+        raise ValueError(f"--magnitudes must be finite numbers > 0, got {args.magnitudes}.")
+    settings = TrainSettings(
+        calibration_prompts=args.prompts or defaults.calibration_prompts,
+        calibration_magnitudes=tuple(args.magnitudes or defaults.calibration_magnitudes),
+        calibration_new_tokens=args.new_tokens,
+        max_perplexity_ratio=args.max_perplexity_ratio or defaults.max_perplexity_ratio,
+    )
+    directory = resolve_reward_model(args.reward_model)
+    metrics = recalibrate_anchors(directory, args.data, settings=settings)
+    print(f"anchors of {directory} recalibrated in {metrics['calibration_seconds']:.0f} s")
+    for axis in metrics["axes"]:
+        for trial in axis["calibration"]:
+            print(
+                f"  {axis['name']:16s} {trial['sign']:+d} x {trial['magnitude']:<5g} "
+                f"win {trial['win_rate']:.2f}  perplexity x{trial['perplexity_ratio']:.2f}"
+            )
+    anchors = json.loads((Path(directory) / "anchors.json").read_text())
+    for anchor in anchors["anchors"]:
+        print(f"  {anchor['name']:28s} {anchor['weights']}")
+    return 0
+
+
 # ---------------------------------------------------------------- serve (OpenAI-compatible)
 
 
@@ -529,6 +560,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-pairs-per-axis", type=int, default=None)
     train.add_argument("--checkpoint-dir", default=None, help="resume from / checkpoint to here")
     train.set_defaults(handler=_cmd_train)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="re-pick a trained PersRM's anchor weights (what train's last step does)",
+    )
+    calibrate.add_argument(
+        "--reward-model", default="default", help="PersRM directory, or 'default'"
+    )
+    calibrate.add_argument("--data", required=True, help="the dataset it was trained on")
+    calibrate.add_argument("--prompts", type=int, default=None, help="default: 16")
+    calibrate.add_argument(
+        "--magnitudes", type=float, nargs="+", default=None, help="weights to try per pole"
+    )
+    calibrate.add_argument(
+        "--new-tokens",
+        type=int,
+        default=None,
+        help="answer length for every axis (default: each axis's judge length)",
+    )
+    calibrate.add_argument("--max-perplexity-ratio", type=float, default=None, help="default: 1.3")
+    calibrate.set_defaults(handler=_cmd_calibrate)
 
     models = commands.add_parser("models", help="manage local models")
     model_commands = models.add_subparsers(dest="models_command", required=True)

@@ -15,7 +15,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +47,10 @@ class TrainSettings:
     """An axis ships only if its held-out pair accuracy reaches this."""
     min_heldout_pairs: int = 12
     """Fewer held-out pairs than this cannot show an axis works: it is not shipped."""
-    calibration_prompts: int = 8
-    calibration_magnitudes: tuple[float, ...] = (1.0, 2.0, 4.0)
-    calibration_new_tokens: int = 48
+    calibration_prompts: int = 16
+    calibration_magnitudes: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
+    calibration_new_tokens: int | None = None
+    """Answer length for calibration; None reads each axis at its ``eval_new_tokens``."""
     max_perplexity_ratio: float = 1.3
     """Calibration rejects anchor weights whose answers are this much less fluent."""
 
@@ -227,19 +228,17 @@ def train_reward_model(
         report = next(r for r in reports if r.name == shipped_axes[index])
         report.heldout_accuracy = round(wins / n, 4)
 
-    train_prompts = sorted({r.prompt for r in train_records})
-    calibration_prompts = random.Random(settings.seed).sample(
-        train_prompts, min(settings.calibration_prompts, len(train_prompts))
-    )
+    calibration_started = time.perf_counter()
     anchors = calibrate_anchors(
         loaded,
         saved,
         axes_by_name(shipped_axes),
         reports,
-        calibration_prompts,
+        _calibration_prompts(train_records, settings),
         settings,
         show_progress=show_progress,
     )
+    calibration_seconds = time.perf_counter() - calibration_started
     (out / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2) + "\n")
 
     metrics: dict[str, Any] = {
@@ -263,11 +262,106 @@ def train_reward_model(
             "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },
+        "calibration_seconds": round(calibration_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / CARD_FILE).write_text(model_card(metrics, anchors, manifest.model_dump()))
+    _write_card(out, metrics, anchors, manifest.model_dump())
     return metrics
+
+
+def recalibrate_anchors(
+    reward_model_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    settings: TrainSettings | None = None,
+    model_name: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Re-pick the anchor weights of a trained PersRM without training it again.
+
+    Uses the same calibration prompts ``train`` would (the dataset's training prompts,
+    sampled with the training seed); rewrites ``anchors.json`` and the calibration parts
+    of ``metrics.json`` and the model card. ``settings`` carries the calibration
+    options; the training options recorded in ``metrics.json`` are kept.
+    """
+    from langchain_pad.models import load_model
+    from langchain_pad.reward_model import PersonalizedRewardModel
+
+    out = Path(reward_model_dir)
+    metrics_path = out / METRICS_FILE
+    if not metrics_path.is_file():
+        raise ValueError(
+            f"{out} has no {METRICS_FILE}: recalibration needs a PersRM written by "
+            "`langchain-pad train`."
+        )
+    metrics: dict[str, Any] = json.loads(metrics_path.read_text())
+    calibration = settings or TrainSettings()
+    recorded = {
+        k: v for k, v in metrics["settings"].items() if k in TrainSettings.__dataclass_fields__
+    }
+    for key in ("calibration_magnitudes",):
+        recorded[key] = tuple(recorded[key])
+    merged = replace(
+        TrainSettings(**recorded),
+        calibration_prompts=calibration.calibration_prompts,
+        calibration_magnitudes=calibration.calibration_magnitudes,
+        calibration_new_tokens=calibration.calibration_new_tokens,
+        max_perplexity_ratio=calibration.max_perplexity_ratio,
+    )
+    manifest, records = read_dataset(data_dir)
+    if metrics["dataset"].get("pairs_sha256") != manifest.files.get("pairs.jsonl"):
+        raise ValueError(
+            f"{data_dir} is not the dataset {out} was trained on (pairs.jsonl sha256 "
+            "differs): calibrate on the training prompts of the model's own dataset."
+        )
+    axis_names = [name for name, counts in manifest.axes.items() if counts.pairs_kept > 0]
+    train_records = _select_train(records, axis_names, merged)
+    loaded = load_model(model_name or metrics["base_model"])
+    rm = PersonalizedRewardModel.load(out, loaded.model)
+    reports = [
+        AxisReport(**{**a, "calibration": [], "anchor_magnitude": None}) for a in metrics["axes"]
+    ]
+    started = time.perf_counter()
+    anchors = calibrate_anchors(
+        loaded,
+        rm,
+        axes_by_name(rm.axes),
+        reports,
+        _calibration_prompts(train_records, merged),
+        merged,
+        show_progress=show_progress,
+    )
+    (out / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2) + "\n")
+    metrics["settings"] = asdict(merged)
+    metrics["axes"] = [asdict(r) for r in reports]
+    metrics["calibration_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["recalibrated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_card(out, metrics, anchors, manifest.model_dump())
+    return metrics
+
+
+def _calibration_prompts(train_records: list[PairRecord], settings: TrainSettings) -> list[str]:
+    train_prompts = sorted({r.prompt for r in train_records})
+    return random.Random(settings.seed).sample(
+        train_prompts, min(settings.calibration_prompts, len(train_prompts))
+    )
+
+
+def _write_card(
+    out: Path, metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[str, Any]
+) -> None:
+    """Write the model card, keeping a hand-written ``## Notes`` section across re-runs."""
+    path = out / CARD_FILE
+    notes = ""
+    if path.is_file():
+        text = path.read_text()
+        marker = text.find("\n## Notes\n")
+        if marker >= 0:
+            notes = text[marker + 1 :]
+    card = model_card(metrics, anchors, manifest)
+    path.write_text(card + ("\n" + notes if notes else ""))
 
 
 def _axis_description(axis: PreferenceAxis) -> dict[str, str]:
@@ -290,66 +384,72 @@ def calibrate_anchors(
     *,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Pick each pole's weight: the smallest that moves the judge on most calibration
-    prompts while the answers stay fluent (perplexity ratio to plain greedy bounded)."""
+    """Pick each pole's weight on training prompts, at the length its judge is read at.
+
+    A pole's weight is the magnitude that moves the judge against plain greedy on the
+    most calibration prompts while the answers stay fluent (median perplexity ratio to
+    greedy at most ``max_perplexity_ratio``); ties go to the smaller weight. Taking the
+    best rather than the first weight over a bar matters: a bar just reached on a few
+    prompts falls back below it on new ones.
+    """
     from langchain_pad.evaluation import DecodeRow, decode_conditions, perplexities
     from langchain_pad.judges import judge
 
     names = rm.axes
-    rows = [DecodeRow(p) for p in prompts]
-    plan: list[tuple[PreferenceAxis, int, float]] = []
-    for axis in axes:
-        for sign in (-1, 1):
-            for magnitude in settings.calibration_magnitudes:
-                plan.append((axis, sign, magnitude))
-                weights = tuple(sign * magnitude if n == axis.name else 0.0 for n in names)
-                rows.extend(DecodeRow(p, weights=weights) for p in prompts)
-    outputs = decode_conditions(
-        loaded,
-        rows,
-        reward_model=rm,
-        max_new_tokens=settings.calibration_new_tokens,
-        description="calibrating anchors",
-        show_progress=show_progress,
-    )
-    ppl = perplexities(loaded, [r.prompt for r in rows], [o.token_ids for o in outputs])
     k = len(prompts)
-    base_out, base_ppl = outputs[:k], ppl[:k]
-    chosen: dict[tuple[str, int], float] = {}
-    for i, (axis, sign, magnitude) in enumerate(plan):
-        block = slice(k * (i + 1), k * (i + 2))
-        score = judge(axis.judge)
-        moved = [
-            sign * (score(o.text) - score(b.text)) > 0
-            for o, b in zip(outputs[block], base_out, strict=True)
-        ]
-        ratio = statistics.median(
-            p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
+    by_length: dict[int, list[PreferenceAxis]] = {}
+    for axis in axes:
+        length = settings.calibration_new_tokens or axis.eval_new_tokens
+        by_length.setdefault(length, []).append(axis)
+    for length, group in sorted(by_length.items()):
+        rows = [DecodeRow(p) for p in prompts]
+        plan: list[tuple[PreferenceAxis, int, float]] = []
+        for axis in group:
+            for sign in (-1, 1):
+                for magnitude in settings.calibration_magnitudes:
+                    plan.append((axis, sign, magnitude))
+                    weights = tuple(sign * magnitude if n == axis.name else 0.0 for n in names)
+                    rows.extend(DecodeRow(p, weights=weights) for p in prompts)
+        outputs = decode_conditions(
+            loaded,
+            rows,
+            reward_model=rm,
+            max_new_tokens=length,
+            description=f"calibrating anchors ({length} tokens)",
+            show_progress=show_progress,
         )
-        win = sum(moved) / k
-        report = next(r for r in reports if r.name == axis.name)
-        report.calibration.append(
-            {
-                "sign": sign,
-                "magnitude": magnitude,
-                "win_rate": round(win, 3),
-                "perplexity_ratio": round(ratio, 3),
-            }
-        )
-        key = (axis.name, sign)
-        if key not in chosen and win >= 0.75 and ratio <= settings.max_perplexity_ratio:
-            chosen[key] = magnitude
+        ppl = perplexities(loaded, [r.prompt for r in rows], [o.token_ids for o in outputs])
+        base_out, base_ppl = outputs[:k], ppl[:k]
+        for i, (axis, sign, magnitude) in enumerate(plan):
+            block = slice(k * (i + 1), k * (i + 2))
+            score = judge(axis.judge)
+            moved = [
+                sign * (score(o.text) - score(b.text)) > 0
+                for o, b in zip(outputs[block], base_out, strict=True)
+            ]
+            ratio = statistics.median(
+                p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
+            )
+            report = next(r for r in reports if r.name == axis.name)
+            report.calibration.append(
+                {
+                    "sign": sign,
+                    "magnitude": magnitude,
+                    "new_tokens": length,
+                    "prompts": k,
+                    "win_rate": round(sum(moved) / k, 3),
+                    "perplexity_ratio": round(ratio, 3),
+                }
+            )
     anchors: list[dict[str, Any]] = []
     for axis in axes:
         report = next(r for r in reports if r.name == axis.name)
         magnitudes = []
         for sign, pole in ((-1, axis.low), (1, axis.high)):
-            fluent = [
-                c["magnitude"]
-                for c in report.calibration
-                if c["sign"] == sign and c["perplexity_ratio"] <= settings.max_perplexity_ratio
-            ]
-            magnitude = chosen.get((axis.name, sign), max(fluent, default=1.0))
+            magnitude = pick_magnitude(
+                [c for c in report.calibration if c["sign"] == sign],
+                settings.max_perplexity_ratio,
+            )
             magnitudes.append(magnitude)
             wording = pole_wordings().get(f"{axis.name}:{pole.name}", {})
             anchors.append(
@@ -362,6 +462,18 @@ def calibrate_anchors(
             )
         report.anchor_magnitude = max(magnitudes)
     return {"format_version": 1, "axes": names, "anchors": anchors}
+
+
+def pick_magnitude(trials: list[dict[str, Any]], max_perplexity_ratio: float) -> float:
+    """The fluent trial with the highest win rate (the smaller weight on ties); with no
+    fluent trial, the smallest weight tried."""
+    if not trials:
+        raise ValueError("no calibration trials to pick a weight from")
+    fluent = [t for t in trials if t["perplexity_ratio"] <= max_perplexity_ratio]
+    if not fluent:
+        return float(min(t["magnitude"] for t in trials))
+    best = max(fluent, key=lambda t: (t["win_rate"], -t["magnitude"]))
+    return float(best["magnitude"])
 
 
 def pole_wordings() -> dict[str, dict[str, Any]]:
@@ -412,10 +524,23 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
     s = metrics["settings"]
     lines += [
         "",
-        "Each pole's weight is the smallest of "
-        f"{list(s['calibration_magnitudes'])} that moved the axis judge on at least 75% of "
-        f"{s['calibration_prompts']} training prompts with a median perplexity ratio to "
-        f"plain greedy of at most {s['max_perplexity_ratio']} (else the largest fluent one).",
+        f"Each pole's weight is the one of {list(s['calibration_magnitudes'])} that moved the "
+        f"axis judge against plain greedy on the most of {s['calibration_prompts']} training "
+        "prompts (ties: the smaller) among those whose answers' median perplexity ratio to "
+        f"plain greedy stays at most {s['max_perplexity_ratio']}. Answers are read at the "
+        "axis's judge length (a length judge needs answers the base model can finish):",
+        "",
+        "| axis | sign | weight | new tokens | win rate vs greedy | perplexity ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for axis in metrics["axes"]:
+        for trial in axis.get("calibration", []):
+            lines.append(
+                f"| {axis['name']} | {trial['sign']:+d} | {trial['magnitude']:g} | "
+                f"{trial.get('new_tokens', '')} | {trial['win_rate']:.2f} | "
+                f"{trial['perplexity_ratio']:.2f} |"
+            )
+    lines += [
         "",
         "## Data",
         "",
@@ -451,8 +576,8 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
         "make install",
         "OMP_NUM_THREADS=1 langchain-pad data generate --out data/preferences/v1 "
         "--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7",
-        "langchain-pad train --data data/preferences/v1 --out langchain_pad/default_persrm "
-        f"--max-pairs-per-axis {s['max_train_pairs_per_axis']}",
+        "OMP_NUM_THREADS=1 langchain-pad train --data data/preferences/v1 "
+        f"--out langchain_pad/default_persrm --max-pairs-per-axis {s['max_train_pairs_per_axis']}",
         "```",
         "",
     ]

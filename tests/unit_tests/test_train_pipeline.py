@@ -20,7 +20,12 @@ from langchain_pad.models import LoadedModel
 from langchain_pad.reward_model import PersonalizedRewardModel
 from langchain_pad.reward_models import resolve_reward_model
 from langchain_pad.training.pairs import PreferencePair, tokenize_pair
-from langchain_pad.training.pipeline import TrainSettings, train_reward_model
+from langchain_pad.training.pipeline import (
+    TrainSettings,
+    pick_magnitude,
+    recalibrate_anchors,
+    train_reward_model,
+)
 
 from .conftest import EOS_ID
 
@@ -169,3 +174,49 @@ def test_reward_model_names_resolve(tmp_path, monkeypatch):
     )
     with pytest.raises(FileNotFoundError, match="default reward model is missing"):
         resolve_reward_model("default")
+
+
+def test_pick_magnitude_takes_the_best_fluent_weight():
+    trials = [
+        {"magnitude": 2.0, "win_rate": 0.75, "perplexity_ratio": 1.0},
+        {"magnitude": 4.0, "win_rate": 0.9, "perplexity_ratio": 1.1},
+        {"magnitude": 8.0, "win_rate": 0.9, "perplexity_ratio": 1.2},
+        {"magnitude": 16.0, "win_rate": 1.0, "perplexity_ratio": 1.9},
+    ]
+    # 16 wins most but is not fluent; 4 and 8 tie and the smaller wins the tie
+    assert pick_magnitude(trials, 1.3) == 4.0
+    assert pick_magnitude(trials, 2.0) == 16.0
+    assert pick_magnitude([{**t, "perplexity_ratio": 3.0} for t in trials], 1.3) == 2.0
+    with pytest.raises(ValueError, match="no calibration trials"):
+        pick_magnitude([], 1.3)
+
+
+def test_recalibrate_rewrites_anchors_and_keeps_the_notes(dataset, tiny_loaded, tmp_path):
+    out = tmp_path / "persrm"
+    train_reward_model(dataset, out, settings=SETTINGS, show_progress=False)
+    card = out / "README.md"
+    card.write_text(card.read_text() + "\n## Notes\n\n- written by hand\n")
+    metrics = recalibrate_anchors(
+        out,
+        dataset,
+        settings=TrainSettings(
+            calibration_prompts=2, calibration_magnitudes=(0.5, 3.0), calibration_new_tokens=4
+        ),
+        show_progress=False,
+    )
+    assert "recalibrated" in metrics
+    trials = next(a for a in metrics["axes"] if a["name"] == "expertise")["calibration"]
+    assert sorted({t["magnitude"] for t in trials}) == [0.5, 3.0]
+    assert {t["new_tokens"] for t in trials} == {4}
+    anchors = json.loads((out / "anchors.json").read_text())
+    low, high = (a["weights"]["expertise"] for a in anchors["anchors"])
+    assert -low in (0.5, 3.0) and high in (0.5, 3.0)
+    text = card.read_text()
+    assert "- written by hand" in text and "| expertise | +1 | 3 | 4 |" in text
+    # the training settings recorded are kept; only calibration's change
+    assert json.loads((out / "metrics.json").read_text())["settings"]["epochs"] == SETTINGS.epochs
+
+
+def test_recalibrate_needs_a_trained_directory(dataset, tmp_path):
+    with pytest.raises(ValueError, match="needs a PersRM written by"):
+        recalibrate_anchors(tmp_path, dataset, show_progress=False)
