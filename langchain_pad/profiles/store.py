@@ -659,6 +659,7 @@ class BaseProfileStore(ABC):
                 self._query_cache.move_to_end(key)
                 return cached
         vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        vector.setflags(write=False)  # shared by every caller of the cache
         with self._query_cache_lock:
             self._query_cache[key] = vector
             while len(self._query_cache) > _QUERY_CACHE_SIZE:

@@ -178,6 +178,16 @@ POLES = [
 ]
 
 
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        return super().embed(texts)
+
+
 def test_match_ranks_every_anchor_and_keeps_the_cosine():
     store = InMemoryProfileStore(embedder=HashingEmbedder(), anchors=POLES)
     result = store.match("please use plain words", top_k=5)
@@ -266,3 +276,23 @@ def test_matching_is_thread_safe_while_anchors_change():
         thread.join()
     assert errors == []
     assert store.anchor_ranker() is not None and len(store.anchor_ranker().anchors) == 3
+
+
+def test_query_embeddings_are_cached(monkeypatch):
+    import langchain_pad.profiles.store as store_module
+
+    embedder = CountingEmbedder()
+    store = InMemoryProfileStore(embedder=embedder, anchors=POLES)
+    embedder.texts.clear()
+    for _ in range(3):
+        store.match("keep it short")
+    assert embedder.texts == ["keep it short"]
+    vector = store._query_vector("keep it short")
+    assert not vector.flags.writeable  # shared: nobody may change it
+    monkeypatch.setattr(store_module, "_QUERY_CACHE_SIZE", 2)
+    for text in ("a", "b", "keep it short", "c"):
+        store._query_vector(text)
+    embedder.texts.clear()
+    store._query_vector("keep it short")  # recently used: kept
+    store._query_vector("a")  # least recently used: evicted
+    assert embedder.texts == ["a"]
