@@ -16,12 +16,13 @@ A query's probability for an anchor is the mean of the two models' probabilities
 usual dense + lexical hybrid of retrieval. On the two development sets of unseen
 paraphrases of the four shipped poles it is right 93.8% and 95.8% of the time, against
 87.5% and 79.2% for nearest-row cosine. Without the query's text (a caller that only has
-its vector) the dense model runs alone.
+its vector) the dense model runs alone: 90.6% and 87.5% there, still ahead of cosine.
 
-Both models are fitted once per anchor set (a few hundred texts: about a tenth of a
-second) and are deterministic: the same anchors give the same probabilities. Anchors
-are few (one per pole), so every anchor row is scored for every query. scikit-learn
-(a dependency of sentence-transformers) is imported only when a ranker is fitted.
+Both models are fitted once per anchor set (a few hundred texts: 0.1-0.2 s on a 2-core
+CPU) with scikit-learn (a dependency of sentence-transformers, imported only then), and
+applied with numpy (well under a millisecond a query). They are deterministic: the
+same anchors give the same probabilities. Anchors are few (one per pole), so every
+anchor row is scored for every query.
 """
 
 from __future__ import annotations
