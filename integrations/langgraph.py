@@ -276,11 +276,21 @@ class LangGraphProfileStore(BaseProfileStore):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult:
-        """Nearest known profiles; by the LangGraph store's semantic search when it has one."""
+        """Nearest known profiles; by the LangGraph store's semantic search when it has one.
+
+        The semantic search ranks every profile by its own similarity score: the anchor
+        ranker (``rerank``) applies only without it, where the in-process index is used.
+        """
         if not self.semantic:
             return super().match(
-                description, top_k=top_k, threshold=threshold, margin=margin, kind=kind
+                description,
+                top_k=top_k,
+                threshold=threshold,
+                margin=margin,
+                kind=kind,
+                rerank=rerank,
             )
         if not description.strip():
             raise ValueError("match needs a non-empty description")

@@ -361,8 +361,14 @@ class PostgresProfileStore(BaseProfileStore):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult:
-        """Nearest descriptions by the server's HNSW index (cosine), best row per user."""
+        """Nearest descriptions by the server's HNSW index (cosine), best row per user.
+
+        Every profile, anchors included, is ranked by cosine: the anchor ranker of the
+        in-process stores (:mod:`langchain_pad.profiles.ranking`) would need the anchor
+        rows in this process, so it is not applied here and ``rerank`` is ignored.
+        """
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         dim = int(q.shape[0])

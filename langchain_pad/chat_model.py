@@ -434,6 +434,8 @@ class PADChatModel(BaseChatModel):
                     "user_id": m.profile.user_id,
                     "version": m.profile.version,
                     "similarity": round(m.similarity, 4),
+                    "score": round(m.score, 4),
+                    **({} if m.probability is None else {"probability": round(m.probability, 4)}),
                 }
                 for m in result.matches
             ],

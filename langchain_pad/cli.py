@@ -375,19 +375,20 @@ def _cmd_profiles_match(args: argparse.Namespace) -> int:
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     result = _store(args).match(
-        args.description, top_k=args.top_k, threshold=threshold, kind=args.kind
+        args.description, top_k=args.top_k, threshold=threshold, kind=args.kind, rerank=args.rerank
     )
     for match in result.matches:
         used = "*" if match.profile.user_id in result.used else " "
+        ranked = "" if match.probability is None else f", p={match.probability:.2f}"
         print(
-            f"{used} {match.similarity:.3f}  {match.profile.user_id} v{match.profile.version}"
-            f"  (matched {match.matched_text!r})"
+            f"{used} {match.score:.3f}  {match.profile.user_id} v{match.profile.version}"
+            f"  (cosine {match.similarity:.3f}{ranked}; matched {match.matched_text!r})"
         )
     if result.weights is None:
         print(f"no match: nothing is above the threshold {result.threshold}")
         return 1
     weights = " ".join(f"{a}={v:+.2f}" for a, v in result.weights.items())
-    print(f"w_p = [{weights}]  (similarity-weighted over the profiles marked *)")
+    print(f"w_p = [{weights}]  (score-weighted over the profiles marked *)")
     return 0
 
 
@@ -482,6 +483,12 @@ def _add_profiles_parser(commands: Any) -> None:
     match.add_argument("--top-k", type=int, default=3)
     match.add_argument("--threshold", type=float, default=None)
     match.add_argument("--kind", choices=["user", "anchor"], default=None)
+    match.add_argument(
+        "--no-rerank",
+        dest="rerank",
+        action="store_false",
+        help="rank the anchor poles by cosine alone, not by the anchor ranker",
+    )
     match.set_defaults(handler=_cmd_profiles_match)
 
     feedback = sub.add_parser("feedback", help="record a judgement and refit the user's w_p")

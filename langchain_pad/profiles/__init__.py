@@ -8,6 +8,9 @@ store = SQLiteProfileStore(anchors_from="path/to/persrm")  # seeds the anchor pr
 store.put(PreferenceProfile(user_id="ana", weights={"expertise": 1.0}, reward_model=ref))
 store.match("explain it like I'm five").weights  # nearest known preference(s)
 ```
+
+``match`` ranks user profiles by cosine and the anchor poles by
+:class:`~langchain_pad.profiles.ranking.AnchorRanker` (``rerank=False``: cosine alone).
 """
 
 from langchain_pad.profiles.anchors import (
@@ -28,6 +31,7 @@ from langchain_pad.profiles.profile import (
     ProfileVersion,
     RewardModelRef,
 )
+from langchain_pad.profiles.ranking import AnchorRanker
 from langchain_pad.profiles.sqlite import (
     PROFILES_ENV_VAR,
     SQLiteProfileStore,
@@ -48,6 +52,7 @@ __all__ = [
     "MAX_ABS_WEIGHT",
     "PROFILES_ENV_VAR",
     "Anchor",
+    "AnchorRanker",
     "AnchorSet",
     "BaseProfileStore",
     "EmbeddingIndex",

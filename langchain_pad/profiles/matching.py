@@ -14,10 +14,17 @@ Rows carry their profile's user id; a profile's similarity is that of its best r
 The store keeps the index in step with its contents: appended rows are loaded
 incrementally, anything else reloads it.
 
-The resulting ``w_p`` is the similarity-weighted mean of the top-k profiles' weights,
-over those within ``margin`` of the best and above ``threshold`` (below it, the
-answer is "no match", never a guess). This is the paper's transfer argument made
-concrete: the nearer a known ``w_j``, the more of it the unseen preference gets.
+Each candidate also has a ranking ``score``. For a user profile it is its cosine. The
+anchor poles are ranked as a group (:mod:`langchain_pad.profiles.ranking`): every
+anchor is a candidate, its score is the best anchor cosine times the ranker's
+probability that the query names that anchor, and the anchors pass the threshold
+together, on that best cosine. Without the ranker an anchor's score is its cosine too.
+
+The resulting ``w_p`` is the score-weighted mean of the top-k profiles' weights, over
+those within ``margin`` of the best score and above ``threshold`` in cosine (below it,
+the answer is "no match", never a guess). This is the paper's transfer argument made
+concrete: the nearer a known ``w_j``, the more of it the unseen preference gets; and
+a query between two opposite poles takes the one the ranker believes, not their mean.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from langchain_pad.profiles.profile import PreferenceProfile
 
@@ -38,6 +45,8 @@ __all__ = [
     "EmbeddingIndex",
     "MatchResult",
     "ProfileMatch",
+    "combine",
+    "rank_matches",
 ]
 
 DEFAULT_TOP_K = 3
@@ -53,7 +62,22 @@ class ProfileMatch(BaseModel):
 
     profile: PreferenceProfile
     similarity: float
+    """Cosine of the query and the profile's nearest description row."""
     matched_text: str
+    score: float = 0.0  # replaced by ``similarity`` when not given (validator below)
+    """What matches are ranked and weighted by: ``similarity`` for a user profile (and
+    for an anchor when no ranker ran); for an anchor the ranker ranked, the best anchor
+    cosine times ``probability``. Defaults to ``similarity``."""
+    probability: float | None = None
+    """The ranker's probability that the query names this anchor; None when no ranker
+    ran (user profiles, ``rerank=False``, fewer than two anchors)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _score_defaults_to_similarity(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("score") is None and "similarity" in data:
+            return {**data, "score": data["similarity"]}
+        return data
 
 
 class MatchResult(BaseModel):
@@ -63,7 +87,8 @@ class MatchResult(BaseModel):
 
     query: str
     matches: list[ProfileMatch]
-    """Nearest profiles, best first (up to ``top_k``, any similarity)."""
+    """Nearest profiles, best first (up to ``top_k``): those above the threshold before
+    those below it, each group by ``score``."""
     weights: dict[str, float] | None
     """The resulting ``w_p``; None when nothing is above the threshold."""
     used: list[str]
@@ -79,19 +104,61 @@ class MatchResult(BaseModel):
         return self.matches[0] if self.matches else None
 
 
+def _passes(match: ProfileMatch, threshold: float, anchor_similarity: float | None) -> bool:
+    """Above the threshold: ranked anchors on the best anchor cosine, the rest on their own."""
+    if match.probability is not None and anchor_similarity is not None:
+        return anchor_similarity >= threshold
+    return match.similarity >= threshold
+
+
+def rank_matches(
+    matches: Sequence[ProfileMatch], *, threshold: float, anchor_similarity: float | None = None
+) -> list[ProfileMatch]:
+    """Best first: the matches above the threshold, then the rest, each by score.
+
+    ``anchor_similarity`` is the best cosine over all anchors when a ranker scored them
+    (the matches with a ``probability``): they pass or fail the threshold together.
+    """
+    return sorted(
+        matches,
+        key=lambda m: (
+            not _passes(m, threshold, anchor_similarity),
+            -m.score,
+            -m.similarity,
+            m.profile.user_id,
+        ),
+    )
+
+
 def combine(
-    matches: Sequence[ProfileMatch], *, threshold: float, margin: float
+    matches: Sequence[ProfileMatch],
+    *,
+    threshold: float,
+    margin: float,
+    anchor_similarity: float | None = None,
 ) -> tuple[dict[str, float] | None, list[str]]:
-    """Similarity-weighted mean of the weights of the matches that qualify."""
-    if not matches or matches[0].similarity < threshold:
+    """Score-weighted mean of the weights of the matches that qualify.
+
+    A match qualifies when it is above ``threshold`` (see :func:`rank_matches` for
+    ``anchor_similarity``), within ``margin`` of the best qualifying score, and has the
+    best one's axes. None when none is above the threshold.
+    """
+    above = [m for m in matches if _passes(m, threshold, anchor_similarity)]
+    if not above:
         return None, []
-    floor = max(threshold, matches[0].similarity - margin)
-    chosen = [m for m in matches if m.similarity >= floor]
-    axes = chosen[0].profile.reward_model.axes
-    chosen = [m for m in chosen if m.profile.reward_model.axes == axes]
-    total = sum(m.similarity for m in chosen)
+    best = max(above, key=lambda m: m.score)
+    axes = best.profile.reward_model.axes
+    chosen = [
+        m for m in above if m.score >= best.score - margin and m.profile.reward_model.axes == axes
+    ]
+    chosen.sort(key=lambda m: -m.score)
+    scores = [max(m.score, 0.0) for m in chosen]
+    total = sum(scores)
+    if total <= 0:  # a threshold at or below zero let in nothing but non-positive scores
+        scores, total = [1.0] * len(chosen), float(len(chosen))
     weights = {
-        axis: sum(m.similarity * m.profile.weights[axis] for m in chosen) / total for axis in axes
+        axis: sum(s * m.profile.weights[axis] for s, m in zip(scores, chosen, strict=True)) / total
+        for axis in axes
     }
     return weights, [m.profile.user_id for m in chosen]
 
@@ -165,6 +232,16 @@ class EmbeddingIndex:
             self._users.extend(users)
             self._texts.extend(texts)
             self.max_row_id = max(self.max_row_id, max(row_ids))
+
+    def rows(
+        self, keep: Callable[[str], bool] | None = None
+    ) -> tuple[list[str], list[str], npt.NDArray[np.float32]]:
+        """Copies of the rows whose user ``keep`` accepts: user ids, texts, unit vectors."""
+        with self._lock:
+            picked = [i for i in range(self._size) if keep is None or keep(self._users[i])]
+            dim = self._matrix.shape[1]
+            vectors = self._matrix[picked] if picked else np.zeros((0, dim), dtype=np.float32)
+            return [self._users[i] for i in picked], [self._texts[i] for i in picked], vectors
 
     def search(
         self,

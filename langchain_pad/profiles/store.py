@@ -18,6 +18,7 @@ Guarantees every backend must give (``langchain_pad.profiles.testing`` checks th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -37,6 +38,7 @@ from langchain_pad.profiles.matching import (
     MatchResult,
     ProfileMatch,
     combine,
+    rank_matches,
 )
 from langchain_pad.profiles.profile import (
     ANCHOR_PREFIX,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from langchain_pad.embeddings import Embedder
+    from langchain_pad.profiles.ranking import AnchorRanker
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -142,6 +145,7 @@ class ProfileStore(Protocol):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult: ...
     def record_feedback(
         self,
@@ -175,6 +179,7 @@ class ProfileStore(Protocol):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult: ...
     async def arecord_feedback(
         self,
@@ -227,6 +232,18 @@ class BaseProfileStore(ABC):
         self._space_checked = False
         self._query_cache: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
         self._query_cache_lock = threading.Lock()
+        self.rerank = True
+        """Rank the anchor poles with :class:`~langchain_pad.profiles.ranking.AnchorRanker`
+        in :meth:`match` (the default); False ranks every profile by cosine alone.
+        ``match(..., rerank=...)`` overrides it for one call."""
+        self._anchor_generation = 0
+        """Bumped by :meth:`refresh_index` whenever the anchors' rows may have changed."""
+        self._anchor_rows = 0
+        """How many of the index's rows are anchors' (all of them: no user to search)."""
+        self._ranker_lock = threading.Lock()
+        self._ranker: AnchorRanker | None = None
+        self._ranker_generation = -1
+        self._ranker_fingerprint = b""
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -553,10 +570,47 @@ class BaseProfileStore(ABC):
             if epoch != index.epoch:
                 index.clear()
                 index.epoch = epoch
+                self._anchor_generation += 1
+                self._anchor_rows = 0
             if max_id > index.max_row_id:
                 ids, users, texts, vectors = self._description_rows(index.max_row_id)
                 index.add(ids, users, texts, vectors)
+                anchor_rows = sum(1 for user in users if _is_anchor(user))
+                if anchor_rows:
+                    self._anchor_generation += 1
+                    self._anchor_rows += anchor_rows
             return index
+
+    def anchor_ranker(self) -> AnchorRanker | None:
+        """The ranker of the stored anchors (None with fewer than two).
+
+        Fitted on first use and again whenever the anchors' texts or vectors change
+        (an anchor added, removed, or re-seeded with other wordings); a new version with
+        other weights only keeps it, as the ranker reads no weights.
+        """
+        self.refresh_index()
+        return self._current_ranker()
+
+    def _current_ranker(self) -> AnchorRanker | None:
+        """:meth:`anchor_ranker` for the index as last refreshed."""
+        with self._ranker_lock:
+            with self._index_lock:
+                generation = self._anchor_generation
+                if generation == self._ranker_generation:
+                    return self._ranker
+                users, texts, vectors = self._index.rows(keep=_is_anchor)
+            digest = hashlib.blake2b(digest_size=16)
+            for user, text in zip(users, texts, strict=True):
+                digest.update(f"{len(user)}:{user}{len(text)}:{text}".encode())
+            digest.update(vectors.tobytes())
+            fingerprint = digest.digest()
+            if fingerprint != self._ranker_fingerprint:
+                from langchain_pad.profiles.ranking import AnchorRanker
+
+                self._ranker = AnchorRanker(users, texts, vectors) if len(set(users)) > 1 else None
+                self._ranker_fingerprint = fingerprint
+            self._ranker_generation = generation
+            return self._ranker
 
     def match(
         self,
@@ -566,12 +620,21 @@ class BaseProfileStore(ABC):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult:
         """Known profiles nearest to a preference described in words, and their ``w_p``.
 
-        ``weights`` is the similarity-weighted mean over the best ``top_k`` profiles
-        that are above ``threshold`` and within ``margin`` of the best; None ("no
-        match") when even the best is below ``threshold``.
+        Candidates are the ``top_k`` user profiles nearest in cosine and, when the
+        anchors are ranked, every anchor. Ranking (``rerank``, default :attr:`rerank`,
+        on): an anchor's ``score`` is the best anchor cosine times the
+        :class:`~langchain_pad.profiles.ranking.AnchorRanker`'s probability that the
+        description names it; a user profile's score is its cosine. ``rerank=False``
+        (or fewer than two anchors): every score is the cosine, as nearest-row search.
+
+        ``weights`` is the score-weighted mean over the best ``top_k`` profiles that
+        are above ``threshold`` in cosine (the anchors together, on their best one) and
+        within ``margin`` of the best score; None ("no match") when none is above
+        ``threshold``. ``kind`` restricts the candidates to users or anchors.
         """
         if not description.strip():
             raise ValueError("match needs a non-empty description")
@@ -583,6 +646,7 @@ class BaseProfileStore(ABC):
             threshold=threshold,
             margin=margin,
             kind=kind,
+            rerank=rerank,
         )
 
     def _query_vector(self, text: str) -> npt.NDArray[np.float32]:
@@ -595,6 +659,7 @@ class BaseProfileStore(ABC):
                 self._query_cache.move_to_end(key)
                 return cached
         vector: npt.NDArray[np.float32] = self._embed([text])[0]
+        vector.setflags(write=False)  # shared by every caller of the cache
         with self._query_cache_lock:
             self._query_cache[key] = vector
             while len(self._query_cache) > _QUERY_CACHE_SIZE:
@@ -610,21 +675,52 @@ class BaseProfileStore(ABC):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult:
-        """:meth:`match` for an already embedded query."""
-        keep: Callable[[str], bool] | None = None
-        if kind == "anchor":
-            keep = _is_anchor
-        elif kind == "user":
-            keep = _is_user
-        hits = self.refresh_index().search(query, top_k, keep=keep)
-        profiles = self._read_many([user for user, _, _ in hits])
-        matches = [
-            ProfileMatch(profile=profiles[user], similarity=sim, matched_text=text)
-            for user, sim, text in hits
-            if user in profiles
-        ]
-        weights, used = combine(matches, threshold=threshold, margin=margin)
+        """:meth:`match` for an already embedded query.
+
+        ``query_text``, when given, must be the text ``query`` embeds: the ranker's
+        lexical model reads it. Without it the anchors are ranked by the ranker's dense
+        model alone (see :mod:`langchain_pad.profiles.ranking`).
+        """
+        index = self.refresh_index()
+        use_ranker = (self.rerank if rerank is None else rerank) and kind != "user"
+        ranker = self._current_ranker() if use_ranker else None
+        # (user id, cosine, matched text, score, probability)
+        found: list[tuple[str, float, str, float, float | None]] = []
+        anchor_similarity: float | None = None
+        if ranker is None:
+            keep = {"anchor": _is_anchor, "user": _is_user}.get(kind) if kind else None
+            for user, sim, text in index.search(query, top_k, keep=keep):
+                found.append((user, sim, text, sim, None))
+        else:
+            if kind is None and len(index) > self._anchor_rows:  # some users to search
+                for user, sim, text in index.search(query, top_k, keep=_is_user):
+                    found.append((user, sim, text, sim, None))
+            ranked = ranker.rank(query, query_text or None)
+            anchor_similarity = max(a.similarity for a in ranked)
+            for a in ranked:
+                score = anchor_similarity * a.probability
+                found.append((a.user_id, a.similarity, a.text, score, a.probability))
+        profiles = self._read_many([user for user, *_ in found])
+        matches = rank_matches(
+            [
+                ProfileMatch(
+                    profile=profiles[user],
+                    similarity=sim,
+                    matched_text=text,
+                    score=score,
+                    probability=probability,
+                )
+                for user, sim, text, score, probability in found
+                if user in profiles
+            ],
+            threshold=threshold,
+            anchor_similarity=anchor_similarity,
+        )[: max(top_k, 0)]
+        weights, used = combine(
+            matches, threshold=threshold, margin=margin, anchor_similarity=anchor_similarity
+        )
         return MatchResult(
             query=query_text, matches=matches, weights=weights, used=used, threshold=threshold
         )
@@ -770,9 +866,16 @@ class BaseProfileStore(ABC):
         threshold: float = DEFAULT_THRESHOLD,
         margin: float = DEFAULT_MARGIN,
         kind: Kind | None = None,
+        rerank: bool | None = None,
     ) -> MatchResult:
         return await asyncio.to_thread(
-            self.match, description, top_k=top_k, threshold=threshold, margin=margin, kind=kind
+            self.match,
+            description,
+            top_k=top_k,
+            threshold=threshold,
+            margin=margin,
+            kind=kind,
+            rerank=rerank,
         )
 
     async def arecord_feedback(

@@ -1,10 +1,21 @@
 """Unseen preference descriptions matched to anchor poles with the real all-MiniLM-L6-v2.
 
-tests/data/anchors.json is the anchors file the shipped PersRM copies. Two sets of
-paraphrases, neither stored anywhere: the main set (at least 90% top-1, the issue's
-bar; the anchors' aliases were revised while looking at its misses) and a held-out set
-written before the last revision and never used for it, so its accuracy is the honest
-estimate of how unseen wordings fare.
+Two stores: one seeded with tests/data/anchors.json (eight poles, style and structure
+included), and one with the shipped PersRM's anchors (the four poles of expertise and
+informativeness), which is what the default store holds. Three sets of paraphrases,
+none stored anywhere:
+
+- the main set: the anchors' aliases were revised while looking at its misses;
+- a held-out set, written before the last revision of the aliases and never used for
+  it;
+- a blind set of the shipped poles, written and committed before any change to the
+  matching was evaluated on it, and evaluated once, after the change (the lead runs
+  it: ``-k blind``). The ranker (langchain_pad/profiles/ranking.py) was developed on
+  the first two only, so their bars are the accuracies measured while developing it
+  (rounded down), not independent estimates; the blind set's bar is the target, 0.9.
+
+Each test prints the accuracy of the default ranking and of cosine alone
+(``rerank=False``) for comparison.
 """
 
 from __future__ import annotations
@@ -15,9 +26,14 @@ from pathlib import Path
 import pytest
 
 from langchain_pad.embeddings import SentenceTransformerEmbedder
-from langchain_pad.profiles import AnchorSet, InMemoryProfileStore, RewardModelRef
+from langchain_pad.profiles import AnchorSet, InMemoryProfileStore, RewardModelRef, anchor_profiles
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
 
 
 @pytest.fixture(scope="module")
@@ -26,43 +42,68 @@ def anchors() -> AnchorSet:
 
 
 @pytest.fixture(scope="module")
-def store(anchors):
+def store(anchors, embedder):
+    """All eight poles of tests/data/anchors.json."""
     ref = RewardModelRef(id="test-anchors", axes=tuple(anchors.axes))
-    return InMemoryProfileStore(
-        embedder=SentenceTransformerEmbedder(), anchors=anchors.profiles(ref)
-    )
+    return InMemoryProfileStore(embedder=embedder, anchors=anchors.profiles(ref))
+
+
+@pytest.fixture(scope="module")
+def shipped_store(embedder):
+    """The shipped PersRM's anchors (langchain_pad/default_persrm/anchors.json)."""
+    return InMemoryProfileStore(embedder=embedder, anchors=anchor_profiles("default"))
 
 
 def paraphrases(name: str) -> list[dict[str, str]]:
     return json.loads((DATA / name).read_text())["paraphrases"]
 
 
-def accuracy(store, items) -> tuple[float, list[str]]:
+def accuracy(store, items, *, rerank: bool = True) -> tuple[float, list[str]]:
     misses = []
     for item in items:
-        result = store.match(item["text"], kind="anchor")
+        result = store.match(item["text"], kind="anchor", rerank=rerank)
         top = result.best.profile.user_id.removeprefix("anchor:") if result.best else None
         if top != item["anchor"] or not result.matched:
-            misses.append(f"{item['text']!r} -> {top} ({result.best.similarity:.2f})")
+            best = result.best
+            misses.append(
+                f"{item['text']!r} -> {top} (cosine {best.similarity:.2f}, score {best.score:.2f})"
+                if best
+                else f"{item['text']!r} -> nothing"
+            )
     return 1 - len(misses) / len(items), misses
 
 
 @pytest.mark.parametrize(
-    ("name", "bar"),
-    [("preference_paraphrases.json", 0.9), ("preference_paraphrases_heldout.json", 0.75)],
+    ("poles", "name", "bar"),
+    [
+        ("all", "preference_paraphrases.json", 0.93),  # measured 60/64
+        ("all", "preference_paraphrases_heldout.json", 0.89),  # measured 43/48
+        ("shipped", "preference_paraphrases.json", 0.93),  # measured 30/32
+        ("shipped", "preference_paraphrases_heldout.json", 0.95),  # measured 23/24
+        ("shipped", "preference_paraphrases_blind.json", 0.9),  # the target; run once
+    ],
+    ids=["all-main", "all-heldout", "shipped-main", "shipped-heldout", "shipped-blind"],
 )
-def test_paraphrases_match_the_right_pole(store, anchors, name, bar):
-    items = paraphrases(name)
-    stored = {t for a in anchors.anchors for t in (a.description, *a.aliases)}
-    assert len(items) >= 48
+def test_paraphrases_match_the_right_pole(request, poles, name, bar):
+    store = request.getfixturevalue("store" if poles == "all" else "shipped_store")
+    names = {p.user_id.removeprefix("anchor:") for p in store.list_profiles(kind="anchor")}
+    stored = {t for p in store.list_profiles(kind="anchor") for t in p.descriptions}
+    items = [item for item in paraphrases(name) if item["anchor"] in names]
+    assert len(items) >= 4 * len(names)
     assert not stored & {item["text"] for item in items}, "paraphrases must be unseen"
-    assert {item["anchor"] for item in items} == {a.name for a in anchors.anchors}
+    assert {item["anchor"] for item in items} == names
     score, misses = accuracy(store, items)
-    print(f"{name}: top-1 pole accuracy {score:.3f} ({len(items)} paraphrases)")
+    cosine, _ = accuracy(store, items, rerank=False)
+    print(
+        f"{poles} poles, {name}: top-1 pole accuracy {score:.3f} ranked, {cosine:.3f} by "
+        f"cosine alone ({len(items)} paraphrases)"
+    )
     assert score >= bar, misses
 
 
-def test_unrelated_text_is_no_match(store):
+@pytest.mark.parametrize("poles", ["all", "shipped"])
+def test_unrelated_text_is_no_match(request, poles):
+    store = request.getfixturevalue("store" if poles == "all" else "shipped_store")
     for text in ("What is the capital of France?", "zebra quantum lasagna", "I like pizza"):
         result = store.match(text)
         assert not result.matched, (text, result.best)

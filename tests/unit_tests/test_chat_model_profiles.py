@@ -93,6 +93,8 @@ def test_preference_text_is_matched_in_the_store(llm):
     assert info["source"] == "preference"
     assert info["used"][0] == "anchor:expertise:elementary"
     assert info["matches"][0]["similarity"] > 0.9
+    assert 0 < info["matches"][0]["probability"] <= 1  # the anchors were ranked
+    assert 0 < info["matches"][0]["score"] <= 1
     assert answer.response_metadata["pad_weights"]["expertise"] < 0
     in_chain = llm.invoke("hi", config={"configurable": {"preference": "plain words please"}})
     assert profile_of(in_chain)["source"] == "preference"

@@ -71,6 +71,9 @@ def test_seed_and_match(run, persrm):
     assert "0 written" in run("seed", "--reward-model", persrm)[1]
     code, out, _ = run("match", "be warm and kind")
     assert code == 0 and "* " in out and "anchor:style:warm" in out and "w_p = [" in out
+    assert ", p=" in out  # two anchors: ranked
+    code, out, _ = run("match", "be warm and kind", "--no-rerank")
+    assert code == 0 and "anchor:style:warm" in out and ", p=" not in out
     code, out, _ = run("match", "zebra quantum lasagna")
     assert code == 1 and "no match" in out
     assert "(2 of 2 profiles" in run("list", "--kind", "anchor")[1]
