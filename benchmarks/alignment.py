@@ -72,7 +72,43 @@ def prompt_sets(args: argparse.Namespace) -> dict[str, list[str]]:
 def run_set(
     name: str, prompts: list[str], args: argparse.Namespace, lm: Any, rm: Any, anchors: Any
 ) -> dict[str, Any]:
-    axes = axes_by_name(rm.axes)
+    """Every pole of every axis on ``prompts``; each axis read at its judge's length."""
+    groups: dict[int, list[Any]] = {}
+    for axis in axes_by_name(rm.axes):
+        groups.setdefault(args.max_new_tokens or axis.eval_new_tokens, []).append(axis)
+    poles: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    decode_seconds = 0.0
+    rows_total = 0
+    for length, group in sorted(groups.items()):
+        subset = prompts
+        if args.long_limit and length > args.long_threshold:
+            subset = prompts[: args.long_limit]
+        started = time.perf_counter()
+        result = run_group(name, subset, length, group, args, lm, rm, anchors)
+        decode_seconds += time.perf_counter() - started
+        rows_total += result["rows"]
+        poles += result["poles"]
+        samples += result["samples"]
+    return {
+        "prompts": len(prompts),
+        "rows": rows_total,
+        "decode_seconds": round(decode_seconds, 1),
+        "poles": poles,
+        "samples": samples,
+    }
+
+
+def run_group(
+    name: str,
+    prompts: list[str],
+    length: int,
+    axes: list[Any],
+    args: argparse.Namespace,
+    lm: Any,
+    rm: Any,
+    anchors: Any,
+) -> dict[str, Any]:
     rows = [DecodeRow(p) for p in prompts]
     plan: list[tuple[str, str, str]] = []  # (axis, pole, system)
     for axis in axes:
@@ -88,16 +124,14 @@ def run_set(
                     )
                     for p in prompts
                 )
-    started = time.perf_counter()
     outputs = decode_conditions(
         lm,
         rows,
         reward_model=rm,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=length,
         batch_size=args.batch_size,
-        description=f"{name}: decoding",
+        description=f"{name}: decoding ({length} tokens)",
     )
-    decode_seconds = time.perf_counter() - started
     ppl = perplexities(lm, [r.prompt for r in rows], [o.token_ids for o in outputs])
     k = len(prompts)
     base, base_ppl = outputs[:k], ppl[:k]
@@ -113,6 +147,9 @@ def run_set(
                 "pole": pole.name,
                 "judge": axis.judge,
                 "direction": "up" if sign > 0 else "down",
+                "prompts": k,
+                "new_tokens": length,
+                "base_finished": sum(o.finish_reason == "stop" for o in base) / k,
                 "base_mean": statistics.fmean(base_scores),
                 "base_ppl_median": statistics.median(base_ppl),
                 "systems": {},
@@ -127,6 +164,7 @@ def run_set(
                 entry["systems"][system] = {
                     "mean": statistics.fmean(scores),
                     "win_rate_vs_base": sum(wins) / k,
+                    "finished": sum(o.finish_reason == "stop" for o in outs) / k,
                     "ppl_median": statistics.median(finite),
                     "ppl_ratio_vs_base": statistics.median(finite) / statistics.median(base_ppl),
                     "distinct_3gram": statistics.fmean(distinct_ratio(o.token_ids) for o in outs),
@@ -151,21 +189,15 @@ def run_set(
                 sum(sign * (b - p) > 0 for b, p in zip(both_scores, prompt_scores, strict=True)) / k
             )
             poles.append(entry)
-    return {
-        "prompts": k,
-        "rows": len(rows),
-        "decode_seconds": round(decode_seconds, 1),
-        "poles": poles,
-        "samples": samples,
-    }
+    return {"rows": len(rows), "poles": poles, "samples": samples}
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Alignment benchmark",
         "",
-        f"Reward model: `{report['reward_model']}`; greedy, {report['settings']['max_new_tokens']} "
-        f"new tokens; machine: {report['machine']['cpu_model']} "
+        f"Reward model: `{report['reward_model']}`; greedy; new tokens: "
+        f"{report['settings']['max_new_tokens']}; machine: {report['machine']['cpu_model']} "
         f"({report['machine']['torch_threads']} threads), {report['machine']['date']}.",
         "Win rate: share of prompts where the system moved the pole's judge in the pole's "
         "direction against base greedy. ppl x: median base-model perplexity of the "
@@ -176,14 +208,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {set_name} ({result['prompts']} prompts)",
             "",
-            "| axis | pole | judge | base | prompt | PAD | PAD+prompt | PAD win | prompt win "
+            "| axis | pole | judge | prompts | tokens | base ends | base | prompt | PAD "
+            "| PAD+prompt | PAD win | prompt win "
             "| PAD+prompt win | PAD+prompt > prompt | PAD ppl x | PAD+prompt ppl x |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
         ]
         for p in result["poles"]:
             s = p["systems"]
             lines.append(
                 f"| {p['axis']} | {p['pole']} | {p['judge']} ({p['direction']}) | "
+                f"{p['prompts']} | {p['new_tokens']} | {p['base_finished']:.0%} | "
                 f"{p['base_mean']:.2f} | {s['prompt']['mean']:.2f} | {s['pad']['mean']:.2f} | "
                 f"{s['pad+prompt']['mean']:.2f} | {s['pad']['win_rate_vs_base']:.0%} | "
                 f"{s['prompt']['win_rate_vs_base']:.0%} | "
@@ -208,7 +242,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
         pad = p["systems"]["pad"]
         ok = pad["win_rate_vs_base"] >= 0.75 and pad["ppl_ratio_vs_base"] <= 1.5
         lines.append(
-            f"{p['axis']}:{p['pole']}: PAD win rate {pad['win_rate_vs_base']:.0%} (bar 75%), "
+            f"{p['axis']}:{p['pole']} ({p['prompts']} prompts, {p['new_tokens']} tokens): "
+            f"PAD win rate {pad['win_rate_vs_base']:.0%} (bar 75%), "
             f"perplexity x{pad['ppl_ratio_vs_base']:.2f} (bar 1.5) -> "
             f"{'meets' if ok else 'MISSES'}"
         )
@@ -251,7 +286,19 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--koala", default=str(KOALA), help="P-Soups prompts (koala_eval_50)")
     parser.add_argument("--limit", type=int, default=None, help="first N prompts of each set")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="one answer length for every axis (default: each axis's judge length)",
+    )
+    parser.add_argument(
+        "--long-limit",
+        type=int,
+        default=None,
+        help="first N prompts of each set for axes read at more than --long-threshold tokens",
+    )
+    parser.add_argument("--long-threshold", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -267,9 +314,11 @@ def main() -> None:
         "axes": rm.axes,
         "anchors": anchors,
         "settings": {
-            "max_new_tokens": args.max_new_tokens,
+            "max_new_tokens": args.max_new_tokens or "each axis's judge length",
             "batch_size": args.batch_size,
             "limit": args.limit,
+            "long_limit": args.long_limit,
+            "long_threshold": args.long_threshold,
             "decoding": "greedy, K=10 candidates",
         },
         "machine": machine_info(lm),
