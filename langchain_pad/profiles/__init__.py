@@ -21,7 +21,7 @@ from langchain_pad.profiles.anchors import (
     reward_model_id,
     reward_model_ref,
 )
-from langchain_pad.profiles.feedback import Stage2Learner
+from langchain_pad.profiles.feedback import Stage2Learner, contrast_weights
 from langchain_pad.profiles.matching import EmbeddingIndex, MatchResult, ProfileMatch
 from langchain_pad.profiles.memory import InMemoryProfileStore
 from langchain_pad.profiles.profile import (
@@ -71,6 +71,7 @@ __all__ = [
     "UnknownProfileError",
     "VersionConflictError",
     "anchor_profiles",
+    "contrast_weights",
     "default_profiles_path",
     "load_anchors",
     "reward_model_id",

@@ -94,3 +94,92 @@ def test_learner_takes_the_saved_reward_model_id(tiny_model, byte_tokenizer, tmp
     learner = Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path)
     assert learner.reward_model.id == reward_model_id(tmp_path)
     assert list(learner.reward_model.axes) == AXES
+
+
+STEERING = {"expertise": (4.0, 6.0), "informativeness": (4.0, 4.0), "style": (2.0, 8.0)}
+
+
+def test_steering_maps_the_fit_onto_the_anchor_scale(tiny_model, byte_tokenizer):
+    import math
+
+    from langchain_pad.profiles.store import FeedbackRecord
+
+    rm = perturbed(tiny_model, scale=0.5)
+    raw = Stage2Learner(rm, byte_tokenizer, l2=0.1, steering=None)
+    steered = Stage2Learner(rm, byte_tokenizer, l2=0.1, steering=STEERING)
+    profile = user("x").model_copy(update={"reward_model": raw.reward_model})
+    records = [
+        FeedbackRecord(
+            user_id="x",
+            prompt=f"q{i}",
+            chosen="a",
+            rejected="b",
+            features=f,
+            reward_model_id=raw.reward_model.id,
+        )
+        for i, f in enumerate([[60.0, -40.0, 5.0], [80.0, -20.0, -5.0], [40.0, -60.0, 0.0]])
+    ]
+    fit = raw.refit(profile, records)
+    w = steered.refit(profile, records)
+    # consistent pairs: near the anchors' strength, never past it, signs of the fit
+    assert 0.9 * 6.0 < w["expertise"] <= 6.0
+    assert -4.0 <= w["informativeness"] < -0.9 * 4.0
+    assert abs(w["style"]) < 0.5 * 2.0  # the pairs disagree on style: stays small
+    for axis, (low, high) in STEERING.items():
+        spread = sum(abs(r.features[AXES.index(axis)]) for r in records) / len(records)
+        share = math.tanh(rm.beta * fit[axis] * spread / 2)
+        assert math.isclose(w[axis], share * (high if share > 0 else low), rel_tol=1e-4)
+    # a warm start from the steered weights reaches the same optimum
+    again = steered.refit(profile.model_copy(update={"weights": w}), records)
+    assert all(math.isclose(again[a], w[a], rel_tol=1e-3, abs_tol=1e-4) for a in AXES)
+
+
+def test_steering_from_the_saved_anchors(tiny_model, byte_tokenizer, tmp_path):
+    import json
+
+    rm = perturbed(tiny_model)
+    rm.save(tmp_path)
+    # no anchors.json: the raw fit
+    assert Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path).steering is None
+    anchors = [
+        {"name": f"{axis}:{pole}", "description": f"{pole} {axis}", "weights": weights}
+        for axis in AXES
+        for pole, sign in (("low", -1), ("high", 1))
+        for weights in [
+            {a: (sign * (3.0 if sign < 0 else 5.0) if a == axis else 0.0) for a in AXES}
+        ]
+    ]
+    (tmp_path / "anchors.json").write_text(
+        json.dumps({"format_version": 1, "axes": AXES, "anchors": anchors})
+    )
+    learner = Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path)
+    assert learner.steering == dict.fromkeys(AXES, (3.0, 5.0))
+    assert (
+        Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path, steering=None).steering is None
+    )
+
+
+def test_bad_steering_is_refused(tiny_model, byte_tokenizer):
+    import pytest
+
+    rm = perturbed(tiny_model)
+    with pytest.raises(ValueError, match="steering must be 'anchors'"):
+        Stage2Learner(rm, byte_tokenizer, steering="strong")
+    with pytest.raises(ValueError, match="no scale for axis 'style'"):
+        Stage2Learner(rm, byte_tokenizer, steering={"expertise": (1, 1), "informativeness": (1, 1)})
+    with pytest.raises(ValueError, match="two finite magnitudes > 0"):
+        Stage2Learner(rm, byte_tokenizer, steering={**STEERING, "style": (0.0, 1.0)})
+
+
+def test_contrast_weights_push_one_axis_to_each_pole():
+    import pytest
+
+    from langchain_pad.profiles import contrast_weights
+
+    low, high = contrast_weights({"expertise": 1.5, "informativeness": -2.0}, "expertise", 4.0)
+    assert low == {"expertise": -4.0, "informativeness": -2.0}
+    assert high == {"expertise": 4.0, "informativeness": -2.0}
+    with pytest.raises(ValueError, match="unknown axis 'style'"):
+        contrast_weights({"expertise": 0.0}, "style", 4.0)
+    with pytest.raises(ValueError, match="magnitude must be a finite number > 0"):
+        contrast_weights({"expertise": 0.0}, "expertise", float("nan"))
