@@ -568,7 +568,14 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
         f"{s['epochs']} epochs, seed {s['seed']}; epoch losses "
         f"{metrics['stage1']['epoch_losses']}; {metrics['stage1']['seconds']:.0f} s of training, "
         f"{metrics['wall_seconds']:.0f} s for the whole `train` command on "
-        f"{metrics['machine']['platform']} ({metrics['machine']['cpu_threads']} threads).",
+        f"{metrics['machine']['platform']} ({metrics['machine']['cpu_threads']} threads)"
+        + (
+            f"; the anchor calibration took {metrics['calibration_seconds']:.0f} s"
+            + (f" (re-run {metrics['recalibrated']})" if "recalibrated" in metrics else "")
+            if "calibration_seconds" in metrics
+            else ""
+        )
+        + ".",
         "",
         "## Reproduce",
         "",
