@@ -171,13 +171,13 @@ def _steering_scale(
             raise ValueError(f"steering must be 'anchors', a mapping or None, got {steering!r}.")
         if reward_model_dir is None:
             return None
-        from langchain_pad.profiles.anchors import ANCHORS_FILE, _resolve, load_anchors
+        from langchain_pad.profiles.anchors import anchor_profiles
 
-        directory = _resolve(reward_model_dir)
-        if not (directory / ANCHORS_FILE).is_file():
+        anchors = anchor_profiles(reward_model_dir)
+        if not anchors:
             return None
         scale: dict[str, list[float]] = {axis: [0.0, 0.0] for axis in axes}
-        for anchor in load_anchors(directory).anchors:
+        for anchor in anchors:
             for axis, weight in anchor.weights.items():
                 if axis in scale and weight:
                     side = 1 if weight > 0 else 0

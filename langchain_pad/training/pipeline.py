@@ -300,8 +300,6 @@ def recalibrate_anchors(
     recorded = {
         k: v for k, v in metrics["settings"].items() if k in TrainSettings.__dataclass_fields__
     }
-    for key in ("calibration_magnitudes",):
-        recorded[key] = tuple(recorded[key])
     merged = replace(
         TrainSettings(**recorded),
         calibration_prompts=calibration.calibration_prompts,
