@@ -22,37 +22,20 @@ from langchain_core.language_models.chat_models import agenerate_from_stream, ge
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config, get_config_list
+from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, model_validator
 
+from langchain_pad._calls import prepare_call
 from langchain_pad._chunks import PreparedCall
 from langchain_pad._messages import render_prompt, to_turns
 from langchain_pad.models import DEFAULT_MODEL, DEFAULT_REWARD_MODEL
-from langchain_pad.preferences import PreferenceQuery, PreferenceResolver, UnknownUser
+from langchain_pad.preferences import PreferenceResolver, UnknownUser
 
 if TYPE_CHECKING:
     from langchain_pad.engine import TokenEvent
     from langchain_pad.runtime import PADRuntime
 
 __all__ = ["PADChatModel"]
-
-_CALL_PARAMS = frozenset(
-    {
-        "model",
-        "temperature",
-        "max_tokens",
-        "top_p",
-        "top_k",
-        "seed",
-        "repetition_penalty",
-        "weights",
-        "beta",
-        "user_id",
-        "preference",
-    }
-)
-_CONFIGURABLE_PARAMS = ("user_id", "preference")
-"""Call parameters also read from the run's ``configurable`` (chains, LangGraph)."""
 
 
 class PADChatModel(BaseChatModel):
@@ -260,78 +243,10 @@ class PADChatModel(BaseChatModel):
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> PreparedCall:
-        from langchain_pad.engine import GenerationRequest, SamplingParams
-        from langchain_pad.engine.pad import PADGuidance, check_beta
+        return prepare_call(self, messages, stop, kwargs)
 
-        unknown = sorted(k for k in kwargs if k not in _CALL_PARAMS and not k.startswith("ls_"))
-        if unknown:
-            raise TypeError(
-                f"PADChatModel got unknown call parameter(s) {unknown}; "
-                f"accepted per call: {sorted(_CALL_PARAMS)} and stop."
-            )
-        model_name = kwargs.get("model") or self.model_name
-        runtime = self.get_runtime(model_name)
-        tokenizer = runtime.loaded.tokenizer
-        prompt_ids = render_prompt(tokenizer, to_turns(messages))
-        stops = stop if stop is not None else self.stop
-        if isinstance(stops, str):
-            stops = [stops]  # one stop sequence, as LangChain and the OpenAI API read it
-        params = SamplingParams(
-            max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
-            temperature=kwargs.get("temperature", self.temperature),
-            top_p=kwargs.get("top_p", self.top_p),
-            top_k=kwargs.get("top_k", self.top_k),
-            seed=kwargs.get("seed", self.seed),
-            repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
-            stop=tuple(stops or ()),
-        )
-        beta = check_beta(kwargs.get("beta", self.beta))
-        query = self._call_query(kwargs).over(
-            PreferenceQuery(self.weights, self.user_id, self.preference)
-        )
-        if beta is not None and query.empty:
-            raise ValueError("beta= scales the preference reward, but no weights= were given.")
-        guidance, axes, profile = None, None, None
-        if not query.empty:
-            if self.reward_model is None:
-                raise ValueError(
-                    "weights=, user_id= and preference= steer decoding with a personalized "
-                    "reward model, but this PADChatModel has reward_model=None: pass "
-                    "reward_model='default' or a PersRM directory."
-                )
-            reward_model = self.reward_model
-            ref = runtime.reward_model_ref(reward_model)
-            resolved = self._resolver().resolve(
-                query,
-                axes=ref.axes,
-                reward_model_id=ref.id,
-                anchors=lambda: runtime.anchor_store(reward_model),
-            )
-            profile = resolved.metadata
-            if resolved.weights is not None:
-                rm = runtime.reward_model(reward_model)
-                axes = list(rm.axes)
-                guidance = PADGuidance(
-                    resolved.weights, beta, reward_model=rm, normalize=self.pad_normalize
-                )
-                beta = beta if beta is not None else float(rm.beta)
-        request = GenerationRequest(tuple(prompt_ids), params, guidance)
-        return PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
-
-    def _call_query(self, kwargs: dict[str, Any]) -> PreferenceQuery:
-        """The call's own layer: keywords (and ``.bind``), else the run's ``configurable``.
-
-        LangChain hands ``configurable`` to a model only through the run's context
-        (chains and LangGraph nodes set it); ``ensure_config()`` reads it there.
-        """
-        configurable = ensure_config().get("configurable") or {}
-        values = {key: kwargs.get(key) for key in ("weights", "user_id", "preference")}
-        for key in _CONFIGURABLE_PARAMS:
-            if values[key] is None and configurable.get(key) is not None:
-                values[key] = configurable[key]
-        return PreferenceQuery(**values)
-
-    def _resolver(self) -> PreferenceResolver:
+    def preference_resolver(self) -> PreferenceResolver:
+        """The resolver this model decides each call's ``w_p`` with (its store and policy)."""
         return PreferenceResolver(
             self.profile_store,
             unknown_user=self.unknown_user,

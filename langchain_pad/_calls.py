@@ -1,0 +1,115 @@
+"""One call of :class:`~langchain_pad.PADChatModel`: messages and parameters -> a request.
+
+Everything a call needs is resolved here, on the caller's thread, before anything
+reaches the decoding thread: the prompt's token ids, the sampling parameters (checked
+where they are built, so a bad value fails its own call only), and the preference's
+``w_p`` (through the one resolver, :mod:`langchain_pad.preferences`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.runnables.config import ensure_config
+
+from langchain_pad._chunks import PreparedCall
+from langchain_pad._messages import render_prompt, to_turns
+from langchain_pad.preferences import PreferenceQuery
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+    from langchain_pad.chat_model import PADChatModel
+
+_CALL_PARAMS = frozenset(
+    {
+        "model",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "seed",
+        "repetition_penalty",
+        "weights",
+        "beta",
+        "user_id",
+        "preference",
+    }
+)
+_CONFIGURABLE_PARAMS = ("user_id", "preference")
+"""Call parameters also read from the run's ``configurable`` (chains, LangGraph)."""
+
+
+def prepare_call(
+    model: PADChatModel, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+) -> PreparedCall:
+    """The request of one call, with what its chunks need to describe it."""
+    from langchain_pad.engine import GenerationRequest, SamplingParams
+    from langchain_pad.engine.pad import PADGuidance, check_beta
+
+    unknown = sorted(k for k in kwargs if k not in _CALL_PARAMS and not k.startswith("ls_"))
+    if unknown:
+        raise TypeError(
+            f"PADChatModel got unknown call parameter(s) {unknown}; "
+            f"accepted per call: {sorted(_CALL_PARAMS)} and stop."
+        )
+    model_name = kwargs.get("model") or model.model_name
+    runtime = model.get_runtime(model_name)
+    tokenizer = runtime.loaded.tokenizer
+    prompt_ids = render_prompt(tokenizer, to_turns(messages))
+    stops = stop if stop is not None else model.stop
+    if isinstance(stops, str):
+        stops = [stops]  # one stop sequence, as LangChain and the OpenAI API read it
+    params = SamplingParams(
+        max_new_tokens=kwargs.get("max_tokens", model.max_tokens),
+        temperature=kwargs.get("temperature", model.temperature),
+        top_p=kwargs.get("top_p", model.top_p),
+        top_k=kwargs.get("top_k", model.top_k),
+        seed=kwargs.get("seed", model.seed),
+        repetition_penalty=kwargs.get("repetition_penalty", model.repetition_penalty),
+        stop=tuple(stops or ()),
+    )
+    beta = check_beta(kwargs.get("beta", model.beta))
+    query = call_query(kwargs).over(PreferenceQuery(model.weights, model.user_id, model.preference))
+    if beta is not None and query.empty:
+        raise ValueError("beta= scales the preference reward, but no weights= were given.")
+    guidance, axes, profile = None, None, None
+    if not query.empty:
+        if model.reward_model is None:
+            raise ValueError(
+                "weights=, user_id= and preference= steer decoding with a personalized "
+                "reward model, but this PADChatModel has reward_model=None: pass "
+                "reward_model='default' or a PersRM directory."
+            )
+        reward_model = model.reward_model
+        ref = runtime.reward_model_ref(reward_model)
+        resolved = model.preference_resolver().resolve(
+            query,
+            axes=ref.axes,
+            reward_model_id=ref.id,
+            anchors=lambda: runtime.anchor_store(reward_model),
+        )
+        profile = resolved.metadata
+        if resolved.weights is not None:
+            rm = runtime.reward_model(reward_model)
+            axes = list(rm.axes)
+            guidance = PADGuidance(
+                resolved.weights, beta, reward_model=rm, normalize=model.pad_normalize
+            )
+            beta = beta if beta is not None else float(rm.beta)
+    request = GenerationRequest(tuple(prompt_ids), params, guidance)
+    return PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
+
+
+def call_query(kwargs: dict[str, Any]) -> PreferenceQuery:
+    """The call's own layer: keywords (and ``.bind``), else the run's ``configurable``.
+
+    LangChain hands ``configurable`` to a model only through the run's context
+    (chains and LangGraph nodes set it); ``ensure_config()`` reads it there.
+    """
+    configurable = ensure_config().get("configurable") or {}
+    values = {key: kwargs.get(key) for key in ("weights", "user_id", "preference")}
+    for key in _CONFIGURABLE_PARAMS:
+        if values[key] is None and configurable.get(key) is not None:
+            values[key] = configurable[key]
+    return PreferenceQuery(**values)
