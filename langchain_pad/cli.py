@@ -301,7 +301,11 @@ def _embedder(args: argparse.Namespace) -> Embedder:
 def _store(args: argparse.Namespace, learner: FeedbackLearner | None = None) -> SQLiteProfileStore:
     from langchain_pad.profiles import SQLiteProfileStore
 
-    return SQLiteProfileStore(args.store, embedder=_embedder(args), learner=learner)
+    # the store seeds the anchors of the PersRM the command names (default: shipped)
+    reward_model = getattr(args, "reward_model", "default")
+    return SQLiteProfileStore(
+        args.store, embedder=_embedder(args), learner=learner, reward_model=reward_model
+    )
 
 
 def _learner(args: argparse.Namespace) -> FeedbackLearner:

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from langchain_pad.profiles.base import BaseProfileStore
 from langchain_pad.profiles.profile import PreferenceProfile, RewardModelRef
-from langchain_pad.profiles.store import (
-    BaseProfileStore,
+from langchain_pad.profiles.protocol import (
     FeedbackRecord,
     ProfileStoreError,
     UnknownProfileError,
@@ -133,11 +133,13 @@ class ProfileStoreContract:
         raise NotImplementedError
 
     def store(self, tmp_path: Path, **kwargs: Any) -> BaseProfileStore:
+        """A store without a reward model (so without anchors) unless ``kwargs`` say."""
         kwargs.setdefault("embedder", HashingEmbedder())
+        kwargs.setdefault("reward_model", None)
         return self.make_store(tmp_path, **kwargs)
 
     def test_implements_the_protocol(self, tmp_path: Path) -> None:
-        from langchain_pad.profiles.store import ProfileStore
+        from langchain_pad.profiles.protocol import ProfileStore
 
         assert isinstance(self.store(tmp_path), ProfileStore)
 
