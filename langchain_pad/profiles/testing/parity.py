@@ -141,15 +141,22 @@ class ParityContract:
             target.put(user("ana", "short brief answers in a kind tone", style=1.0))
             target.put(user("bo", "technical depth", expertise=1.0))
         for query in PARITY_QUERIES:
-            for kwargs in ({"kind": "anchor"}, {}, {"rerank": False, "kind": "anchor"}):
+            for kwargs in ({"kind": "anchor"}, {}):
                 want = reference.match(query, top_k=8, **kwargs)
                 got = store.match(query, top_k=8, **kwargs)
                 expected, found = ranked_anchors(want), ranked_anchors(got)
                 assert [u for u, _ in found] == [u for u, _ in expected], (query, kwargs)
                 for (_, p), (_, q) in zip(found, expected, strict=True):
-                    assert (p is None) == (q is None)
-                    assert p is None or q is None or math.isclose(p, q, abs_tol=1e-6)
+                    assert p is not None and q is not None and math.isclose(p, q, abs_tol=1e-6)
                 assert got.used == want.used, (query, kwargs)
+            # Cosine alone (rerank=False) is each backend's own nearest-neighbour search:
+            # approximate on an HNSW index (PostgreSQL, LangGraph's PostgresStore, which
+            # also filters its namespaces after the index scan, so it may return fewer
+            # rows). Measured on these queries: the same best anchor, not always the same
+            # tail; so only the best one is pinned.
+            want = reference.match(query, top_k=8, kind="anchor", rerank=False)
+            got = store.match(query, top_k=8, kind="anchor", rerank=False)
+            assert ranked_anchors(got)[:1] == ranked_anchors(want)[:1], query
 
     # ------------------------------------------------------------------ feedback
 
