@@ -14,7 +14,7 @@ from langchain_pad.profiles.backends.memory import InMemoryProfileStore
 from langchain_pad.profiles.base import BaseProfileStore
 from langchain_pad.profiles.matching import MatchResult
 from langchain_pad.profiles.profile import PreferenceProfile, RewardModelRef
-from langchain_pad.profiles.protocol import FeedbackRecord, Transaction
+from langchain_pad.profiles.protocol import FeedbackRecord, Kind, Transaction
 from langchain_pad.profiles.testing.fakes import (
     AXES,
     HashingEmbedder,
@@ -141,14 +141,15 @@ class ParityContract:
             target.put(user("ana", "short brief answers in a kind tone", style=1.0))
             target.put(user("bo", "technical depth", expertise=1.0))
         for query in PARITY_QUERIES:
-            for kwargs in ({"kind": "anchor"}, {}):
-                want = reference.match(query, top_k=8, **kwargs)
-                got = store.match(query, top_k=8, **kwargs)
+            kind: Kind | None
+            for kind in ("anchor", None):
+                want = reference.match(query, top_k=8, kind=kind)
+                got = store.match(query, top_k=8, kind=kind)
                 expected, found = ranked_anchors(want), ranked_anchors(got)
-                assert [u for u, _ in found] == [u for u, _ in expected], (query, kwargs)
+                assert [u for u, _ in found] == [u for u, _ in expected], (query, kind)
                 for (_, p), (_, q) in zip(found, expected, strict=True):
                     assert p is not None and q is not None and math.isclose(p, q, abs_tol=1e-6)
-                assert got.used == want.used, (query, kwargs)
+                assert got.used == want.used, (query, kind)
             # Cosine alone (rerank=False) is each backend's own nearest-neighbour search:
             # approximate on an HNSW index (PostgreSQL, LangGraph's PostgresStore, which
             # also filters its namespaces after the index scan, so it may return fewer
