@@ -293,6 +293,9 @@ class PostgresProfileStore(SQLProfileStore):
             condition = " AND NOT starts_with(user_id, %(prefix)s)"
         # A user may own several rows (aliases): fetch more rows than users wanted.
         want = max(4 * top_k, top_k + 16)
+        # The HNSW scan filters after it gathers ef_search candidates: looking for users
+        # only, it must reach past the anchors' rows (a few hundred) near the query.
+        width = want + (self.matcher.anchor_rows if kind == "user" else 0)
         statement = (
             f"SELECT user_id, text, 1 - (vector::vector({dim}) <=> %(q)s::vector({dim})) "
             f"FROM descriptions WHERE vector_dims(vector) = {dim}{condition} "
@@ -302,7 +305,7 @@ class PostgresProfileStore(SQLProfileStore):
         with connection.transaction():
             connection.execute(
                 sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                    sql.Literal(max(self.ef_search, want))
+                    sql.Literal(min(1000, max(self.ef_search, width)))  # pgvector's maximum
                 )
             )
             rows = connection.execute(

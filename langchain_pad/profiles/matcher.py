@@ -97,6 +97,12 @@ class ProfileMatcher:
         self._query_cache: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
         self._query_cache_lock = threading.Lock()
 
+    @property
+    def anchor_rows(self) -> int:
+        """How many anchor rows the index held at its last refresh (a backend's own
+        search must look past this many rows to be sure of finding users)."""
+        return self._anchor_rows
+
     # ------------------------------------------------------------------ index and ranker
 
     def refresh(self) -> EmbeddingIndex:
