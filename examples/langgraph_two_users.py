@@ -32,7 +32,7 @@ def main(max_tokens: int = 48) -> None:
     backing = InMemoryStore(
         index={"dims": 384, "embed": lambda texts: embedder.embed(list(texts)).tolist()}
     )
-    profiles = LangGraphProfileStore(backing, embedder=embedder)
+    profiles = LangGraphProfileStore(backing, embedder=embedder, reward_model=persrm)
     profiles.put(
         PreferenceProfile(
             user_id="ana@example.org",

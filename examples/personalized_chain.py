@@ -25,7 +25,7 @@ QUESTION = "Why do we have seasons?"
 def main(max_tokens: int = 48) -> None:
     persrm = reward_model_dir()
     ref = reward_model_ref(resolve_reward_model(persrm))
-    store = InMemoryProfileStore()
+    store = InMemoryProfileStore(reward_model=persrm)  # seeds its anchors, if it has any
     store.put(PreferenceProfile(user_id="ana", weights={"expertise": 2.0}, reward_model=ref))
     store.put(PreferenceProfile(user_id="ben", weights={"expertise": -2.0}, reward_model=ref))
 

@@ -51,7 +51,9 @@ def main(path: Path) -> None:
             "keep it short, just the bottom line",
             "give me all the details and the background",
         ):
-            result = store.match(text)
+            # among the users; without kind= the PersRM's anchor poles (which every store
+            # holds) compete too, and "keep it short" names the concise pole itself
+            result = store.match(text, kind="user")
             best = result.best
             if best is None or result.weights is None:
                 print(f"[match] {text!r}: no profile is close enough")
@@ -60,6 +62,8 @@ def main(path: Path) -> None:
                 f"[match] {text!r} -> {best.profile.user_id} "
                 f"(similarity {best.similarity:.2f}); w_p {_rounded(result.weights)}"
             )
+        pole = store.match("explain it like I'm five").best  # a new file matches out of the box
+        print(f"[anchor] 'explain it like I'm five' -> {pole.profile.user_id if pole else None}")
 
 
 def _rounded(weights: dict[str, float]) -> dict[str, float]:

@@ -27,9 +27,11 @@ for token, meta in graph.stream(..., context=PADContext(preference="keep it shor
 
 :class:`LangGraphProfileStore` keeps profiles, their history and feedback in any
 LangGraph ``BaseStore`` (in-memory, Postgres, SQLite, a deployed LangGraph server), and
-matches preferences with the store's own semantic search when the store has an
-``index`` configured. User ids are escaped before they become namespace labels
-(LangGraph forbids ``.`` in labels, so an e-mail address cannot be one as it is).
+matches user profiles with the store's own semantic search when the store has an
+``index`` configured (the anchor poles are ranked in process by the same ranker as
+every other profile store, so a text picks the same pole everywhere). User ids are
+escaped before they become namespace labels (LangGraph forbids ``.`` in labels, so an
+e-mail address cannot be one as it is).
 
 What it guarantees: a write (a version with its history entry and descriptions, or a
 feedback pair with the refit version) is collected and applied in one
@@ -51,22 +53,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from langchain_pad.profiles.matching import (
-    DEFAULT_MARGIN,
-    DEFAULT_THRESHOLD,
-    DEFAULT_TOP_K,
-    MatchResult,
-    ProfileMatch,
-    combine,
-)
-from langchain_pad.profiles.profile import ANCHOR_PREFIX, PreferenceProfile, ProfileVersion, utcnow
-from langchain_pad.profiles.store import (
-    BaseProfileStore,
-    DescriptionRows,
-    FeedbackLearner,
-    FeedbackRecord,
-    Kind,
-)
+from langchain_pad.profiles.base import AUTO, BaseProfileStore, RewardModelSetting
+from langchain_pad.profiles.matcher import is_anchor, is_user
+from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion
+from langchain_pad.profiles.protocol import DescriptionRows, FeedbackLearner, FeedbackRecord, Kind
 
 try:
     from langgraph.store.base import BaseStore, Item, PutOp
@@ -131,8 +121,11 @@ class LangGraphProfileStore(BaseProfileStore):
         (*ns, "meta")              key ...     counters, embedding model name
 
     With a store ``index`` (``{"dims": ..., "embed": ..., "fields": ["text"]}``; fields
-    default to ``["text"]`` here), ``match`` uses the store's semantic search; without
-    one it ranks the vectors this store keeps itself (``embedder``).
+    default to ``["text"]`` here), ``match`` finds user profiles by the store's semantic
+    search; without one it ranks the vectors this store keeps itself (``embedder``).
+    Anchors are always ranked by the in-process anchor ranker (``rerank`` honoured).
+    ``reward_model``, ``anchors`` and ``anchors_from`` as for
+    :class:`~langchain_pad.profiles.SQLiteProfileStore`.
     """
 
     def __init__(
@@ -142,19 +135,20 @@ class LangGraphProfileStore(BaseProfileStore):
         namespace: tuple[str, ...] = ("langchain_pad",),
         embedder: Embedder | None = None,
         learner: FeedbackLearner | None = None,
+        reward_model: RewardModelSetting = "default",
         anchors: Sequence[PreferenceProfile] = (),
-        anchors_from: str | Path | None = None,
+        anchors_from: str | Path | None = AUTO,
     ) -> None:
-        super().__init__(embedder=embedder, learner=learner)
         self.store = store
+        super().__init__(
+            embedder=embedder,
+            learner=learner,
+            reward_model=reward_model,
+            search=self._semantic_search if self.semantic else None,
+        )
         self.namespace = tuple(namespace)
         self._write_lock = threading.RLock()
-        if anchors_from is not None:
-            from langchain_pad.profiles.anchors import anchor_profiles
-
-            anchors = [*anchors, *anchor_profiles(anchors_from)]
-        if anchors:
-            self.seed_anchors(anchors)
+        self._seed_initial(anchors, anchors_from)
 
     # ------------------------------------------------------------------ layout
 
@@ -227,13 +221,18 @@ class LangGraphProfileStore(BaseProfileStore):
         item = self.store.get(self._ns("meta"), name)
         return int(item.value["value"]) if item is not None else 0
 
-    def _description_state(self) -> tuple[object, int]:
+    def _description_state(self, anchors_only: bool = False) -> tuple[object, int]:
         return (id(self.store), self.namespace, self._counter("desc_epoch")), self._counter(
             "desc_seq"
         )
 
-    def _description_rows(self, after_id: int) -> DescriptionRows:
-        items = [i for i in self._all(self._ns("descriptions")) if i.value["row"] > after_id]
+    def _description_rows(self, after_id: int, anchors_only: bool = False) -> DescriptionRows:
+        items = [
+            i
+            for i in self._all(self._ns("descriptions"))
+            if i.value["row"] > after_id
+            and not (anchors_only and not is_anchor(i.value["user_id"]))
+        ]
         items.sort(key=lambda i: i.value["row"])
         if not items:
             return [], [], [], np.zeros((0, 0), dtype=np.float32)
@@ -268,55 +267,26 @@ class LangGraphProfileStore(BaseProfileStore):
 
     # ------------------------------------------------------------------ matching
 
-    def match(
-        self,
-        description: str,
-        *,
-        top_k: int = DEFAULT_TOP_K,
-        threshold: float = DEFAULT_THRESHOLD,
-        margin: float = DEFAULT_MARGIN,
-        kind: Kind | None = None,
-        rerank: bool | None = None,
-    ) -> MatchResult:
-        """Nearest known profiles; by the LangGraph store's semantic search when it has one.
-
-        The semantic search ranks every profile by its own similarity score: the anchor
-        ranker (``rerank``) applies only without it, where the in-process index is used.
-        """
-        if not self.semantic:
-            return super().match(
-                description,
-                top_k=top_k,
-                threshold=threshold,
-                margin=margin,
-                kind=kind,
-                rerank=rerank,
-            )
-        if not description.strip():
-            raise ValueError("match needs a non-empty description")
+    def _semantic_search(
+        self, query: npt.NDArray[np.float32], query_text: str, top_k: int, kind: Kind | None
+    ) -> list[tuple[str, float, str]]:
+        """User (or any) profiles nearest to the query by the LangGraph store's semantic
+        search; by the in-process index when only a vector is given."""
+        keep = {"anchor": is_anchor, "user": is_user}.get(kind) if kind else None
+        if not query_text.strip() or top_k <= 0:
+            return self.matcher.refresh().search(query, top_k, keep=keep)
         want = max(4 * top_k, top_k + 16)
-        hits = self.store.search(self._ns("descriptions"), query=description, limit=want)
+        hits = self.store.search(self._ns("descriptions"), query=query_text, limit=want)
         best: dict[str, tuple[float, str]] = {}
         for item in hits:
             user_id = item.value["user_id"]
-            if kind == "anchor" and not user_id.startswith(ANCHOR_PREFIX):
-                continue
-            if kind == "user" and user_id.startswith(ANCHOR_PREFIX):
+            if keep is not None and not keep(user_id):
                 continue
             if user_id not in best and item.score is not None:
                 best[user_id] = (float(item.score), item.value["text"])
                 if len(best) == top_k:
                     break
-        profiles = self._read_many(list(best))
-        matches = [
-            ProfileMatch(profile=profiles[user], similarity=sim, matched_text=text)
-            for user, (sim, text) in best.items()
-            if user in profiles
-        ]
-        weights, used = combine(matches, threshold=threshold, margin=margin)
-        return MatchResult(
-            query=description, matches=matches, weights=weights, used=used, threshold=threshold
-        )
+        return [(user, sim, text) for user, (sim, text) in best.items()]
 
 
 class _LangGraphTransaction:
@@ -432,18 +402,9 @@ class _LangGraphTransaction:
                 index=self.owner._text_index(),
             )
 
-    def delete(self, user_id: str, version: int) -> None:
+    def remove(self, user_id: str) -> None:
         self.put(self.owner._ns("profiles"), escape_label(user_id), None)
         self._replace_descriptions(user_id, [])
-        self.write_history(
-            ProfileVersion(
-                user_id=user_id,
-                version=version,
-                reason="delete",
-                recorded_at=utcnow(),
-                profile=None,
-            )
-        )
 
     def add_feedback(self, record: FeedbackRecord) -> int:
         row = self.next_id("feedback_seq")
@@ -458,6 +419,17 @@ class _LangGraphTransaction:
     def feedback(self, user_id: str) -> list[FeedbackRecord]:
         rows = self._items(self.owner._ns("feedback", escape_label(user_id)))
         return [FeedbackRecord.model_validate(value) for _, value in rows]
+
+    def set_features(
+        self, record: FeedbackRecord, features: list[float] | None, reward_model_id: str
+    ) -> None:
+        update = {"features": features, "reward_model_id": reward_model_id}
+        stored = record.model_copy(update=update)
+        self.put(
+            self.owner._ns("feedback", escape_label(record.user_id)),
+            f"{record.id:012d}",
+            stored.model_dump(mode="json"),
+        )
 
 
 def _batches(ops: Sequence[PutOp]) -> Iterator[list[PutOp]]:

@@ -3,7 +3,7 @@
 ```python
 from langchain_pad.integrations.postgres import PostgresProfileStore
 
-store = PostgresProfileStore("postgresql://pad@127.0.0.1:5432/pad", anchors_from="persrm/")
+store = PostgresProfileStore("postgresql://pad@127.0.0.1:5432/pad")  # shipped PersRM's anchors
 store.match("I'm a busy surgeon: bottom line first").weights
 ```
 
@@ -20,7 +20,8 @@ that many processes and machines can share. What it guarantees:
 - **Durability** is PostgreSQL's (WAL, ``synchronous_commit`` as configured).
 - **Approximate nearest-neighbour lookup.** Description vectors live in a pgvector
   column with an HNSW index (cosine distance), so ``match`` asks the server for the
-  nearest descriptions instead of loading every vector into the process.
+  nearest user descriptions instead of loading every vector into the process; the
+  anchor poles are ranked in process by the same ranker as every other store.
 - **Isolation by schema.** All tables live in one schema (``schema=``, default
   ``langchain_pad``): several stores can share a database.
 
@@ -31,31 +32,19 @@ Needs the ``postgres`` extra (``psycopg[binary]``, ``pgvector``) and a server wh
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from langchain_pad.profiles.matching import (
-    DEFAULT_MARGIN,
-    DEFAULT_THRESHOLD,
-    DEFAULT_TOP_K,
-    MatchResult,
-    ProfileMatch,
-    combine,
-)
-from langchain_pad.profiles.profile import ANCHOR_PREFIX, PreferenceProfile, ProfileVersion, utcnow
-from langchain_pad.profiles.store import (
-    BaseProfileStore,
-    DescriptionRows,
-    FeedbackLearner,
-    FeedbackRecord,
-    Kind,
-    ProfileStoreError,
-)
+from langchain_pad.profiles.backends.sql import SQLDialect, SQLProfileStore, SQLTransaction
+from langchain_pad.profiles.base import AUTO, RewardModelSetting
+from langchain_pad.profiles.profile import ANCHOR_PREFIX, PreferenceProfile
+from langchain_pad.profiles.protocol import FeedbackLearner, Kind, ProfileStoreError
 
 try:
     import psycopg
@@ -114,19 +103,47 @@ CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, id);
 INSERT INTO meta VALUES ('desc_epoch', '0') ON CONFLICT DO NOTHING;
 """
 
-_FEEDBACK_COLUMNS = (
-    "id, user_id, prompt, chosen, rejected, profile_version, created_at, features, reward_model_id"
-)
+
+class PostgresDialect(SQLDialect):
+    """PostgreSQL's spelling of the shared statements: ``%s`` marks, code-point order,
+    ``LIMIT NULL``, JSONB, pgvector values, ``TIMESTAMPTZ``."""
+
+    mark = "%s"
+    collate = ' COLLATE "C"'
+    no_limit = None
+
+    def json_param(self, value: Any) -> object:
+        return Jsonb(value)
+
+    def vector_param(self, vector: Sequence[float] | npt.NDArray[np.float32]) -> object:
+        return _vector(vector)
+
+    def vector_value(self, stored: Any) -> npt.NDArray[np.float32]:
+        return _array(stored)
+
+    def time_param(self, value: datetime) -> object:
+        return value
 
 
-class PostgresProfileStore(BaseProfileStore):
+_DIALECT = PostgresDialect()
+
+
+class PostgresProfileStore(SQLProfileStore):
     """Profiles, their history and feedback in PostgreSQL; descriptions in pgvector.
 
     ``conninfo`` is a libpq connection string or URL. Each thread uses its own
-    connection. ``anchors_from`` (a PersRM directory holding ``anchors.json``) seeds
-    the reward model's anchor profiles; seeding is idempotent. ``ef_search`` is
-    pgvector's HNSW search width (larger: more exact, slower).
+    connection. ``reward_model``, ``anchors`` and ``anchors_from`` as for
+    :class:`~langchain_pad.profiles.SQLiteProfileStore`: the reward model's anchors
+    are seeded (idempotent). ``ef_search`` is pgvector's HNSW search width (larger:
+    more exact, slower).
+
+    User profiles are looked up by the server's HNSW index; the anchors (a few hundred
+    rows) are also held in this process and ranked by the same
+    :class:`~langchain_pad.profiles.ranking.AnchorRanker` as in the other stores, so a
+    text picks the same pole here as in SQLite (``rerank`` honoured).
     """
+
+    _dialect = _DIALECT
 
     def __init__(
         self,
@@ -135,12 +152,19 @@ class PostgresProfileStore(BaseProfileStore):
         schema: str = "langchain_pad",
         embedder: Embedder | None = None,
         learner: FeedbackLearner | None = None,
+        reward_model: RewardModelSetting = "default",
         anchors: Sequence[PreferenceProfile] = (),
-        anchors_from: str | Path | None = None,
+        anchors_from: str | Path | None = AUTO,
         ef_search: int = 100,
         connect_timeout: float = 10.0,
     ) -> None:
-        super().__init__(embedder=embedder, learner=learner)
+        super().__init__(
+            embedder=embedder,
+            learner=learner,
+            reward_model=reward_model,
+            search=self._search_descriptions,
+            index_anchors_only=True,
+        )
         self.conninfo = conninfo
         self.schema = schema
         self.ef_search = ef_search
@@ -151,12 +175,11 @@ class PostgresProfileStore(BaseProfileStore):
         self._indexed_dims: set[int] = set()
         self._closed = False
         self._create_schema()
-        if anchors_from is not None:
-            from langchain_pad.profiles.anchors import anchor_profiles
+        self._seed_initial(anchors, anchors_from)
 
-            anchors = [*anchors, *anchor_profiles(anchors_from)]
-        if anchors:
-            self.seed_anchors(anchors)
+    @property
+    def _identity(self) -> tuple[object, ...]:
+        return (self.conninfo, self.schema)
 
     # ------------------------------------------------------------------ connections
 
@@ -226,109 +249,10 @@ class PostgresProfileStore(BaseProfileStore):
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[_PostgresTransaction]:
+    def _transaction(self) -> Iterator[SQLTransaction]:
         connection = self._connection()
         with connection.transaction():
-            yield _PostgresTransaction(connection)
-
-    def _query(self, query: Any, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        return self._connection().execute(query, tuple(params)).fetchall()
-
-    # ------------------------------------------------------------------ reads
-
-    def _read(self, user_id: str) -> PreferenceProfile | None:
-        rows = self._query("SELECT data, embedding FROM profiles WHERE user_id = %s", (user_id,))
-        return _profile(rows[0][0], rows[0][1]) if rows else None
-
-    def _read_many(self, user_ids: Sequence[str]) -> dict[str, PreferenceProfile]:
-        if not user_ids:
-            return {}
-        rows = self._query(
-            "SELECT user_id, data, embedding FROM profiles WHERE user_id = ANY(%s)",
-            (list(user_ids),),
-        )
-        return {row[0]: _profile(row[1], row[2]) for row in rows}
-
-    def _list(self, kind: Kind | None, limit: int | None, offset: int) -> list[PreferenceProfile]:
-        query = "SELECT data, embedding FROM profiles"
-        params: list[object] = []
-        if kind is not None:
-            query += " WHERE kind = %s"
-            params.append(kind)
-        query += ' ORDER BY user_id COLLATE "C" LIMIT %s OFFSET %s'
-        params += [limit, offset]
-        return [_profile(row[0], row[1]) for row in self._query(query, params)]
-
-    def _count(self, kind: Kind | None) -> int:
-        if kind is None:
-            return int(self._query("SELECT count(*) FROM profiles")[0][0])
-        return int(self._query("SELECT count(*) FROM profiles WHERE kind = %s", (kind,))[0][0])
-
-    def _history(self, user_id: str | None) -> list[ProfileVersion]:
-        query = "SELECT user_id, version, reason, recorded_at, data FROM history"
-        params: tuple[object, ...] = ()
-        if user_id is not None:
-            query += " WHERE user_id = %s"
-            params = (user_id,)
-        rows = self._query(query + ' ORDER BY user_id COLLATE "C", version', params)
-        return [
-            ProfileVersion(
-                user_id=row[0],
-                version=row[1],
-                reason=row[2],
-                recorded_at=row[3],
-                profile=None if row[4] is None else PreferenceProfile.model_validate(row[4]),
-            )
-            for row in rows
-        ]
-
-    def _feedback(self, user_id: str | None) -> list[FeedbackRecord]:
-        query = f"SELECT {_FEEDBACK_COLUMNS} FROM feedback"
-        params: tuple[object, ...] = ()
-        if user_id is not None:
-            query += " WHERE user_id = %s"
-            params = (user_id,)
-        rows = self._query(query + ' ORDER BY user_id COLLATE "C", id', params)
-        return [_feedback(row) for row in rows]
-
-    def _description_state(self) -> tuple[object, int]:
-        epoch = self._query("SELECT value FROM meta WHERE key = 'desc_epoch'")[0][0]
-        max_id = self._query("SELECT max(id) FROM descriptions")[0][0]
-        return (self.conninfo, self.schema, epoch), int(max_id or 0)
-
-    def _description_rows(self, after_id: int) -> DescriptionRows:
-        rows = self._query(
-            "SELECT id, user_id, text, vector FROM descriptions WHERE id > %s ORDER BY id",
-            (after_id,),
-        )
-        if not rows:
-            return [], [], [], np.zeros((0, 0), dtype=np.float32)
-        vectors = np.stack([_array(r[3]) for r in rows])
-        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], vectors
-
-    def _meta(self, key: str) -> str | None:
-        rows = self._query("SELECT value FROM meta WHERE key = %s", (key,))
-        return str(rows[0][0]) if rows else None
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self._query(
-            "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = "
-            "EXCLUDED.value RETURNING key",
-            (key, value),
-        )
-
-    def _reembed_all(self, embed: Callable[[Sequence[str]], npt.NDArray[np.float32]]) -> None:
-        rows = self._query("SELECT id, text FROM descriptions ORDER BY id")
-        if not rows:
-            return
-        vectors = embed([r[1] for r in rows])
-        with self._transaction() as txn:
-            for row, vector in zip(rows, vectors, strict=True):
-                txn.connection.execute(
-                    "UPDATE descriptions SET vector = %s WHERE id = %s",
-                    (_vector(vector), row[0]),
-                )
-            txn.bump_epoch()
+            yield _PostgresTransaction(connection, _DIALECT)
 
     def _backend_integrity(self) -> list[str]:
         rows = self._query("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
@@ -352,26 +276,15 @@ class PostgresProfileStore(BaseProfileStore):
             )
         self._indexed_dims.add(dim)
 
-    def match_vector(
-        self,
-        query: npt.NDArray[np.float32],
-        *,
-        query_text: str = "",
-        top_k: int = DEFAULT_TOP_K,
-        threshold: float = DEFAULT_THRESHOLD,
-        margin: float = DEFAULT_MARGIN,
-        kind: Kind | None = None,
-        rerank: bool | None = None,
-    ) -> MatchResult:
-        """Nearest descriptions by the server's HNSW index (cosine), best row per user.
-
-        Every profile, anchors included, is ranked by cosine: the anchor ranker of the
-        in-process stores (:mod:`langchain_pad.profiles.ranking`) would need the anchor
-        rows in this process, so it is not applied here and ``rerank`` is ignored.
-        """
+    def _search_descriptions(
+        self, query: npt.NDArray[np.float32], query_text: str, top_k: int, kind: Kind | None
+    ) -> list[tuple[str, float, str]]:
+        """Nearest descriptions by the server's HNSW index (cosine), best row per user."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         dim = int(q.shape[0])
+        if top_k <= 0:
+            return []
         self._ensure_index(dim)
         condition = ""
         if kind == "anchor":
@@ -380,6 +293,9 @@ class PostgresProfileStore(BaseProfileStore):
             condition = " AND NOT starts_with(user_id, %(prefix)s)"
         # A user may own several rows (aliases): fetch more rows than users wanted.
         want = max(4 * top_k, top_k + 16)
+        # The HNSW scan filters after it gathers ef_search candidates: looking for users
+        # only, it must reach past the anchors' rows (a few hundred) near the query.
+        width = want + (self.matcher.anchor_rows if kind == "user" else 0)
         statement = (
             f"SELECT user_id, text, 1 - (vector::vector({dim}) <=> %(q)s::vector({dim})) "
             f"FROM descriptions WHERE vector_dims(vector) = {dim}{condition} "
@@ -389,7 +305,7 @@ class PostgresProfileStore(BaseProfileStore):
         with connection.transaction():
             connection.execute(
                 sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                    sql.Literal(max(self.ef_search, want))
+                    sql.Literal(min(1000, max(self.ef_search, width)))  # pgvector's maximum
                 )
             )
             rows = connection.execute(
@@ -402,16 +318,7 @@ class PostgresProfileStore(BaseProfileStore):
                 best[user_id] = (float(similarity), text)
                 if len(best) == top_k:
                     break
-        profiles = self._read_many(list(best))
-        matches = [
-            ProfileMatch(profile=profiles[user], similarity=sim, matched_text=text)
-            for user, (sim, text) in best.items()
-            if user in profiles
-        ]
-        weights, used = combine(matches, threshold=threshold, margin=margin)
-        return MatchResult(
-            query=query_text, matches=matches, weights=weights, used=used, threshold=threshold
-        )
+        return [(user, sim, text) for user, (sim, text) in best.items()]
 
     def explain_match(self, dim: int) -> str:
         """The server's plan of the lookup query (shows the HNSW index scan)."""
@@ -428,119 +335,14 @@ class PostgresProfileStore(BaseProfileStore):
         return "\n".join(str(r[0]) for r in rows)
 
 
-class _PostgresTransaction:
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
-        self.connection = connection
-
+class _PostgresTransaction(SQLTransaction):
     def load(self, user_id: str) -> PreferenceProfile | None:
         # Every write reads the user's current version first: lock the user here, so
         # concurrent read-modify-writes of one user run one after another.
         self.connection.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("profile:" + user_id,)
         )
-        row = self.connection.execute(
-            "SELECT data, embedding FROM profiles WHERE user_id = %s", (user_id,)
-        ).fetchone()
-        return None if row is None else _profile(row[0], row[1])
-
-    def descriptions(self, user_id: str) -> list[str]:
-        rows = self.connection.execute(
-            "SELECT text FROM descriptions WHERE user_id = %s ORDER BY id", (user_id,)
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def save(
-        self,
-        profile: PreferenceProfile,
-        reason: str,
-        vectors: Sequence[tuple[str, Sequence[float]]] | None,
-    ) -> None:
-        data = Jsonb(profile.model_dump(mode="json", exclude={"embedding"}))
-        embedding = None if profile.embedding is None else _vector(profile.embedding)
-        self.connection.execute(
-            "INSERT INTO profiles (user_id, kind, version, data, embedding) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
-            "kind = EXCLUDED.kind, version = EXCLUDED.version, data = EXCLUDED.data, "
-            "embedding = EXCLUDED.embedding",
-            (profile.user_id, profile.kind, profile.version, data, embedding),
-        )
-        self.connection.execute(
-            "INSERT INTO history (user_id, version, reason, recorded_at, data) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (profile.user_id, profile.version, reason, profile.updated_at, data),
-        )
-        if vectors is not None:
-            self._replace_descriptions(profile.user_id, vectors)
-
-    def write_history(self, entry: ProfileVersion) -> None:
-        data = (
-            None
-            if entry.profile is None
-            else Jsonb(entry.profile.model_dump(mode="json", exclude={"embedding"}))
-        )
-        self.connection.execute(
-            "INSERT INTO history (user_id, version, reason, recorded_at, data) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (entry.user_id, entry.version, entry.reason, entry.recorded_at, data),
-        )
-
-    def _replace_descriptions(
-        self, user_id: str, vectors: Sequence[tuple[str, Sequence[float]]]
-    ) -> None:
-        removed = self.connection.execute(
-            "DELETE FROM descriptions WHERE user_id = %s", (user_id,)
-        ).rowcount
-        if removed:
-            self.bump_epoch()
-        if vectors:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO descriptions (user_id, text, vector) VALUES (%s, %s, %s)",
-                    [(user_id, text, _vector(vector)) for text, vector in vectors],
-                )
-
-    def bump_epoch(self) -> None:
-        self.connection.execute(
-            "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'desc_epoch'"
-        )
-
-    def delete(self, user_id: str, version: int) -> None:
-        self.connection.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,))
-        self._replace_descriptions(user_id, [])
-        self.write_history(
-            ProfileVersion(
-                user_id=user_id,
-                version=version,
-                reason="delete",
-                recorded_at=utcnow(),
-                profile=None,
-            )
-        )
-
-    def add_feedback(self, record: FeedbackRecord) -> int:
-        row = self.connection.execute(
-            "INSERT INTO feedback (user_id, prompt, chosen, rejected, profile_version, "
-            "created_at, features, reward_model_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "RETURNING id",
-            (
-                record.user_id,
-                record.prompt,
-                record.chosen,
-                record.rejected,
-                record.profile_version,
-                record.created_at,
-                None if record.features is None else Jsonb(record.features),
-                record.reward_model_id,
-            ),
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def feedback(self, user_id: str) -> list[FeedbackRecord]:
-        rows = self.connection.execute(
-            f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE user_id = %s ORDER BY id",
-            (user_id,),
-        ).fetchall()
-        return [_feedback(row) for row in rows]
+        return super().load(user_id)
 
 
 def _vector(values: Sequence[float] | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -551,25 +353,3 @@ def _array(value: Any) -> npt.NDArray[np.float32]:
     """A pgvector value (``Vector`` or numpy, by pgvector version) as a float32 array."""
     to_numpy = getattr(value, "to_numpy", None)
     return np.asarray(to_numpy() if to_numpy is not None else value, dtype=np.float32)
-
-
-def _profile(data: dict[str, Any], embedding: Any) -> PreferenceProfile:
-    profile = PreferenceProfile.model_validate(data)
-    if embedding is not None:
-        vector = _array(embedding)
-        profile = profile.model_copy(update={"embedding": [float(v) for v in vector]})
-    return profile
-
-
-def _feedback(row: Sequence[Any]) -> FeedbackRecord:
-    return FeedbackRecord(
-        id=row[0],
-        user_id=row[1],
-        prompt=row[2],
-        chosen=row[3],
-        rejected=row[4],
-        profile_version=row[5],
-        created_at=row[6],
-        features=row[7],
-        reward_model_id=row[8],
-    )

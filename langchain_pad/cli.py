@@ -218,15 +218,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from langchain_pad.integrations.server import ServerSettings, serve
 
-    store: Any = None
-    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
-        from langchain_pad.integrations.postgres import PostgresProfileStore
-
-        store = PostgresProfileStore(args.profiles)
-    elif args.profiles is not None:
-        from langchain_pad.profiles import SQLiteProfileStore
-
-        store = SQLiteProfileStore(args.profiles)
     reward_model = None if args.reward_model == "none" else args.reward_model
     if reward_model is not None:
         from pathlib import Path
@@ -241,6 +232,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not Path(resolved).is_dir():
             print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
             return 2
+    store: Any = None  # it seeds the anchors of the PersRM served, whatever its location
+    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
+        from langchain_pad.integrations.postgres import PostgresProfileStore
+
+        store = PostgresProfileStore(args.profiles, reward_model=reward_model)
+    elif args.profiles is not None:
+        from langchain_pad.profiles import SQLiteProfileStore
+
+        store = SQLiteProfileStore(args.profiles, reward_model=reward_model)
     settings = ServerSettings(
         model=args.model,
         reward_model=reward_model,
@@ -301,7 +301,11 @@ def _embedder(args: argparse.Namespace) -> Embedder:
 def _store(args: argparse.Namespace, learner: FeedbackLearner | None = None) -> SQLiteProfileStore:
     from langchain_pad.profiles import SQLiteProfileStore
 
-    return SQLiteProfileStore(args.store, embedder=_embedder(args), learner=learner)
+    # the store seeds the anchors of the PersRM the command names (default: shipped)
+    reward_model = getattr(args, "reward_model", "default")
+    return SQLiteProfileStore(
+        args.store, embedder=_embedder(args), learner=learner, reward_model=reward_model
+    )
 
 
 def _learner(args: argparse.Namespace) -> FeedbackLearner:

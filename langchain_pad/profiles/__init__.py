@@ -4,8 +4,8 @@ from feedback.
 ```python
 from langchain_pad.profiles import PreferenceProfile, SQLiteProfileStore
 
-store = SQLiteProfileStore(anchors_from="path/to/persrm")  # seeds the anchor profiles
-store.put(PreferenceProfile(user_id="ana", weights={"expertise": 1.0}, reward_model=ref))
+store = SQLiteProfileStore()  # any path; seeds the shipped PersRM's anchor profiles
+store.put(PreferenceProfile(user_id="ana", weights={"expertise": 1.0}))  # shipped PersRM
 store.match("explain it like I'm five").weights  # nearest known preference(s)
 ```
 
@@ -17,13 +17,21 @@ from langchain_pad.profiles.anchors import (
     Anchor,
     AnchorSet,
     anchor_profiles,
+    default_reward_model_ref,
     load_anchors,
     reward_model_id,
     reward_model_ref,
 )
+from langchain_pad.profiles.backends.memory import InMemoryProfileStore
+from langchain_pad.profiles.backends.sqlite import (
+    PROFILES_ENV_VAR,
+    SQLiteProfileStore,
+    default_profiles_path,
+)
+from langchain_pad.profiles.base import BaseProfileStore
 from langchain_pad.profiles.feedback import Stage2Learner, contrast_weights
+from langchain_pad.profiles.matcher import ProfileMatcher
 from langchain_pad.profiles.matching import EmbeddingIndex, MatchResult, ProfileMatch
-from langchain_pad.profiles.memory import InMemoryProfileStore
 from langchain_pad.profiles.profile import (
     ANCHOR_PREFIX,
     MAX_ABS_WEIGHT,
@@ -31,14 +39,7 @@ from langchain_pad.profiles.profile import (
     ProfileVersion,
     RewardModelRef,
 )
-from langchain_pad.profiles.ranking import AnchorRanker
-from langchain_pad.profiles.sqlite import (
-    PROFILES_ENV_VAR,
-    SQLiteProfileStore,
-    default_profiles_path,
-)
-from langchain_pad.profiles.store import (
-    BaseProfileStore,
+from langchain_pad.profiles.protocol import (
     FeedbackLearner,
     FeedbackRecord,
     ProfileStore,
@@ -46,6 +47,7 @@ from langchain_pad.profiles.store import (
     UnknownProfileError,
     VersionConflictError,
 )
+from langchain_pad.profiles.ranking import AnchorRanker
 
 __all__ = [
     "ANCHOR_PREFIX",
@@ -62,6 +64,7 @@ __all__ = [
     "MatchResult",
     "PreferenceProfile",
     "ProfileMatch",
+    "ProfileMatcher",
     "ProfileStore",
     "ProfileStoreError",
     "ProfileVersion",
@@ -73,6 +76,7 @@ __all__ = [
     "anchor_profiles",
     "contrast_weights",
     "default_profiles_path",
+    "default_reward_model_ref",
     "load_anchors",
     "reward_model_id",
     "reward_model_ref",

@@ -17,6 +17,7 @@ never seen can be matched to the nearest pole(s). Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ __all__ = [
     "Anchor",
     "AnchorSet",
     "anchor_profiles",
+    "default_reward_model_ref",
     "load_anchors",
     "reward_model_id",
     "reward_model_ref",
@@ -76,9 +78,40 @@ def reward_model_id(directory: str | Path) -> str:
 
 
 def reward_model_ref(directory: str | Path) -> RewardModelRef:
-    """The id and axes of the PersRM saved in ``directory`` (reads JSON, loads no weights)."""
-    path = _resolve(directory)
-    config = json.loads((path / _CONFIG_FILE).read_text(encoding="utf-8"))
+    """The id and axes of the PersRM saved in ``directory`` (reads JSON, loads no weights).
+
+    Hashing the weights takes a few tens of milliseconds, so the answer is remembered
+    per directory and state of its files (size and modification time): a retrained
+    model in the same directory gets its new id.
+    """
+    path = _resolve(directory).resolve()
+    return _reward_model_ref(str(path), _stamp(path))
+
+
+def default_reward_model_ref() -> RewardModelRef:
+    """The :class:`RewardModelRef` of the PersRM shipped in the package (``"default"``)."""
+    from langchain_pad.reward_models import DEFAULT_REWARD_MODEL
+
+    return reward_model_ref(DEFAULT_REWARD_MODEL)
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int], ...]:
+    """Size and modification time of the files the id hashes ((-1, -1): missing)."""
+    stamps = []
+    for name in (_CONFIG_FILE, _WEIGHTS_FILE):
+        try:
+            stat = (path / name).stat()
+        except OSError:
+            stamps.append((-1, -1))
+        else:
+            stamps.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _reward_model_ref(path: str, stamp: tuple[tuple[int, int], ...]) -> RewardModelRef:
+    """A pure function of the directory and its files' stamp, hence safe to cache."""
+    config = json.loads((Path(path) / _CONFIG_FILE).read_text(encoding="utf-8"))
     return RewardModelRef(id=reward_model_id(path), axes=tuple(config["axes"]))
 
 

@@ -1,6 +1,6 @@
 """Learning ``w_p`` from a user's feedback with the stage-2 fit.
 
-:class:`Stage2Learner` is the :class:`~langchain_pad.profiles.store.FeedbackLearner`
+:class:`Stage2Learner` is the :class:`~langchain_pad.profiles.protocol.FeedbackLearner`
 that the stores use in production: for each new ``(prompt, chosen, rejected)`` it
 computes stage 2's input ``D = F(chosen) - F(rejected)`` once with the frozen PersRM
 (outside the store's write lock), and each refit is the d-dimensional logistic
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_pad.profiles.profile import PreferenceProfile, RewardModelRef
-from langchain_pad.profiles.store import FeedbackRecord
+from langchain_pad.profiles.protocol import FeedbackRecord
 
 if TYPE_CHECKING:
     from langchain_pad.reward_model import PersonalizedRewardModel
@@ -99,6 +99,26 @@ class Stage2Learner:
             fingerprint = reward_model.config.backbone_fingerprint
             ref = RewardModelRef(id=f"mem-{fingerprint}", axes=tuple(reward_model.axes))
         self._ref = ref
+
+    @classmethod
+    def for_reward_model(
+        cls, directory: str | Path = "default", *, dtype: str = "float32", **kwargs: Any
+    ) -> Stage2Learner:
+        """The learner for a saved PersRM (``"default"``: the shipped one), on the base
+        model it was trained for (its config's ``backbone``, loaded once per process by
+        :func:`langchain_pad.models.load_model`). What a store uses when no learner is
+        given; ``kwargs`` go to :class:`Stage2Learner` (``l2``, ``steering``)."""
+        import json
+
+        from langchain_pad.models import load_model
+        from langchain_pad.reward_model import PersonalizedRewardModel
+        from langchain_pad.reward_models import resolve_reward_model
+
+        path = Path(resolve_reward_model(str(directory)))
+        config = json.loads((path / "persrm_config.json").read_text(encoding="utf-8"))
+        loaded = load_model(str(config["backbone"]), dtype=dtype)
+        reward_model = PersonalizedRewardModel.load(path, loaded.model)
+        return cls(reward_model, loaded.tokenizer, reward_model_dir=path, **kwargs)
 
     @property
     def reward_model(self) -> RewardModelRef:

@@ -60,17 +60,19 @@ class PreferenceProfile(BaseModel):
     ```python
     from langchain_pad.profiles import PreferenceProfile, RewardModelRef
 
-    rm = RewardModelRef(id="3f2a9c01d4e5b6a7", axes=("expertise", "informativeness", "style"))
     profile = PreferenceProfile(
         user_id="ana@example.org",
         description="I'm a cardiologist; skip the basics.",
         weights={"expertise": 1.5},  # missing axes are 0
-        reward_model=rm,
-    )
+    )  # reward_model: the shipped PersRM's RewardModelRef
+    rm = RewardModelRef(id="3f2a9c01d4e5b6a7", axes=("expertise", "informativeness", "style"))
+    other = PreferenceProfile(user_id="bo", weights={"style": 1.0}, reward_model=rm)
     ```
 
-    ``weights`` also accepts a vector in the reward model's axis order. ``version`` is
-    0 until a store has saved the profile; each save makes a new version.
+    ``weights`` also accepts a vector in the reward model's axis order. Without
+    ``reward_model`` the profile belongs to the PersRM shipped in the package, so a
+    profile always says which reward model its weights are for. ``version`` is 0 until
+    a store has saved the profile; each save makes a new version.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -79,7 +81,8 @@ class PreferenceProfile(BaseModel):
     description: str = ""
     """The user's preference in their own words; what ``match`` compares against."""
     weights: dict[str, float]
-    reward_model: RewardModelRef
+    reward_model: RewardModelRef = Field(default_factory=lambda: _default_ref())
+    """The reward model the weights are for; default: the shipped PersRM's."""
     kind: ProfileKind = "user"
     aliases: list[str] = Field(default_factory=list)
     """More descriptions of the same preference, each matchable (anchors use them)."""
@@ -122,6 +125,8 @@ class PreferenceProfile(BaseModel):
         """Accept a vector in the reward model's axis order; fill missing axes with 0."""
         if not isinstance(values, dict):
             return values
+        if "reward_model" not in values:
+            values = {**values, "reward_model": _default_ref()}
         weights, ref = values.get("weights"), values.get("reward_model")
         axes: Sequence[str] | None = None
         if isinstance(ref, RewardModelRef):
@@ -155,6 +160,12 @@ class PreferenceProfile(BaseModel):
         """Every matchable text of this profile: the description, then the aliases."""
         texts = [self.description] if self.description.strip() else []
         return texts + [a for a in self.aliases if a not in texts]
+
+
+def _default_ref() -> RewardModelRef:
+    from langchain_pad.profiles.anchors import default_reward_model_ref
+
+    return default_reward_model_ref()
 
 
 def normalize_weights(weights: Any, axes: list[str]) -> dict[str, float]:

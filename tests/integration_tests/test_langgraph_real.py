@@ -36,7 +36,8 @@ def store(reward_model_dir):
     backing = InMemoryStore(
         index={"dims": 384, "embed": lambda texts: embedder.embed(list(texts)).tolist()}
     )
-    store = LangGraphProfileStore(backing, embedder=embedder)
+    # the store serves the perturbed PersRM (no anchors.json): only the users' profiles
+    store = LangGraphProfileStore(backing, embedder=embedder, reward_model=reward_model_dir)
     ref = reward_model_ref(reward_model_dir)
     store.put(
         PreferenceProfile(

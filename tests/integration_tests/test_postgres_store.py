@@ -54,6 +54,26 @@ def test_lookup_uses_the_hnsw_index(conninfo):
         store.drop()
 
 
+def test_users_are_found_past_the_anchor_rows(conninfo):
+    """A guard: the user search filters anchors out after the HNSW scan, so the scan is
+    widened by the anchors' ~200 rows. (With this few rows it found the user without the
+    widening too; the widening matters once ef_search candidates are all anchors.)"""
+    store = PostgresProfileStore(conninfo, schema="crowded", embedder=HashingEmbedder())
+    try:
+        assert store.count(kind="anchor") == 4
+        store.put(user("ana", "zebra quantum lasagna"))  # far from every anchor row
+        store.refresh_index()
+        query = HashingEmbedder().embed(["Explain things simply, so a child could understand."])
+        found = store._search_descriptions(query[0], "", 1, "user")
+        assert [u for u, _, _ in found] == ["ana"]
+        result = store.match("Explain things simply, so a child could understand.")
+        assert result.best is not None
+        assert result.best.profile.user_id == "anchor:expertise:elementary"
+    finally:
+        store.close()
+        store.drop()
+
+
 def test_two_stores_on_one_server_see_each_others_writes(conninfo):
     a = PostgresProfileStore(conninfo, schema="shared", embedder=HashingEmbedder())
     b = PostgresProfileStore(conninfo, schema="shared", embedder=HashingEmbedder())

@@ -107,3 +107,42 @@ def test_unrelated_text_is_no_match(request, poles):
     for text in ("What is the capital of France?", "zebra quantum lasagna", "I like pizza"):
         result = store.match(text)
         assert not result.matched, (text, result.best)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+def test_a_new_store_matches_free_text_out_of_the_box(embedder, tmp_path, backend):
+    """No seeding step: a store at an explicit path holds the shipped PersRM's poles."""
+    from langchain_pad.profiles import SQLiteProfileStore, default_reward_model_ref
+
+    store = (
+        SQLiteProfileStore(tmp_path / "explicit.sqlite3", embedder=embedder)
+        if backend == "sqlite"
+        else InMemoryProfileStore(embedder=embedder)
+    )
+    result = store.match("explain it like I'm five")
+    assert result.matched and result.best is not None
+    assert result.best.profile.user_id == "anchor:expertise:elementary"
+    assert result.best.profile.reward_model == default_reward_model_ref()
+    assert result.weights is not None and result.weights["expertise"] < 0
+
+
+def test_feedback_without_a_learner_learns_with_the_shipped_persrm(embedder, tmp_path):
+    """``record_feedback`` with no learner builds a stage-2 learner for the store's reward
+    model (the real base model and the shipped PersRM) on first use."""
+    from langchain_pad.profiles import SQLiteProfileStore, Stage2Learner, default_reward_model_ref
+
+    store = SQLiteProfileStore(tmp_path / "p.sqlite3", embedder=embedder)
+    profile = store.record_feedback(
+        "ana",
+        "Explain gravity.",
+        "Gravity pulls things down. An apple falls to the ground.",
+        "Gravitation is the curvature of spacetime governed by the Einstein field equations.",
+    )
+    assert isinstance(store._default_learner, Stage2Learner)
+    assert profile.reward_model == default_reward_model_ref()
+    assert profile.version == 1 and profile.feedback_count == 1
+    (pair,) = store.feedback("ana")
+    assert pair.reward_model_id == default_reward_model_ref().id
+    assert pair.features is not None and len(pair.features) == 2
+    # the pair prefers the simpler answer: the learned expertise weight leans elementary
+    assert profile.weights["expertise"] < 0

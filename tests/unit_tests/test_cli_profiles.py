@@ -48,8 +48,10 @@ def test_add_list_show_history(run, persrm):
     code, _, err = run("add", "Zoë", "--weight", "style=1", "--reward-model", persrm)
     assert code == 2 and "--update" in err
     assert run("add", "Zoë", "--weight", "style=2", "--reward-model", persrm, "--update")[0] == 0
-    code, out, _ = run("list")
+    code, out, _ = run("list", "--kind", "user")
     assert "Zoë  v2" in out and "(1 of 1 profiles" in out
+    # a store at any path holds the anchors of its reward model (here: the shipped one)
+    assert "anchor:informativeness:thorough" in run("list")[1]
     code, out, _ = run("show", "Zoë")
     shown = json.loads(out)
     assert shown["weights"]["style"] == 2.0 and shown["description"] == "warm kind tone"
@@ -67,7 +69,8 @@ def test_bad_input_is_a_clear_error(run, persrm):
 
 
 def test_seed_and_match(run, persrm):
-    assert "2 anchor profiles, 2 written" in run("seed", "--reward-model", persrm)[1]
+    # opening the store for this PersRM seeds its anchors already: seeding is idempotent
+    assert "2 anchor profiles, 0 written" in run("seed", "--reward-model", persrm)[1]
     assert "0 written" in run("seed", "--reward-model", persrm)[1]
     code, out, _ = run("match", "be warm and kind")
     assert code == 0 and "* " in out and "anchor:style:warm" in out and "w_p = [" in out
@@ -76,7 +79,8 @@ def test_seed_and_match(run, persrm):
     assert code == 0 and "anchor:style:warm" in out and ", p=" not in out
     code, out, _ = run("match", "zebra quantum lasagna")
     assert code == 1 and "no match" in out
-    assert "(2 of 2 profiles" in run("list", "--kind", "anchor")[1]
+    # opened without --reward-model: the shipped PersRM's four poles are seeded too
+    assert "(5 of 5 profiles" in run("list", "--kind", "anchor")[1]
 
 
 def test_feedback_export_import(run, persrm, tmp_path, monkeypatch):

@@ -61,7 +61,8 @@ def test_two_namespaces_in_one_store_are_separate():
     b = LangGraphProfileStore(backing, embedder=HashingEmbedder(), namespace=("b",))
     a.put(user("ana", "short answers"))
     assert b.get("ana") is None
-    assert a.count() == 1 and b.count() == 0
+    assert a.count(kind="user") == 1 and b.count(kind="user") == 0
+    assert a.count(kind="anchor") == b.count(kind="anchor") == 4  # the shipped PersRM's poles
 
 
 def test_pad_kwargs_reads_dataclasses_dicts_and_objects():

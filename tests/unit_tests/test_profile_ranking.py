@@ -221,7 +221,7 @@ def test_users_are_matched_by_cosine_next_to_the_ranked_anchors():
 
 def test_a_vector_alone_is_ranked_by_the_dense_model():
     store = InMemoryProfileStore(embedder=HashingEmbedder(), anchors=POLES)
-    vector = store._query_vector("keep it short")
+    vector = store.matcher.query_vector("keep it short")
     ranker = store.anchor_ranker()
     assert ranker is not None
     result = store.match_vector(vector, top_k=5)
@@ -279,20 +279,18 @@ def test_matching_is_thread_safe_while_anchors_change():
 
 
 def test_query_embeddings_are_cached(monkeypatch):
-    import langchain_pad.profiles.store as store_module
-
     embedder = CountingEmbedder()
     store = InMemoryProfileStore(embedder=embedder, anchors=POLES)
     embedder.texts.clear()
     for _ in range(3):
         store.match("keep it short")
     assert embedder.texts == ["keep it short"]
-    vector = store._query_vector("keep it short")
+    vector = store.matcher.query_vector("keep it short")
     assert not vector.flags.writeable  # shared: nobody may change it
-    monkeypatch.setattr(store_module, "_QUERY_CACHE_SIZE", 2)
+    store.matcher.query_cache_size = 2
     for text in ("a", "b", "keep it short", "c"):
-        store._query_vector(text)
+        store.matcher.query_vector(text)
     embedder.texts.clear()
-    store._query_vector("keep it short")  # recently used: kept
-    store._query_vector("a")  # least recently used: evicted
+    store.matcher.query_vector("keep it short")  # recently used: kept
+    store.matcher.query_vector("a")  # least recently used: evicted
     assert embedder.texts == ["a"]

@@ -229,3 +229,64 @@ def test_changing_the_embedding_model_reembeds_the_descriptions():
     store._embedder = HashingEmbedder(dim=32, name="large")
     store._space_checked = False
     assert store.match("warm kind tone").used == ["ana"]
+
+
+# ---------------------------------------------------------------- the shipped PersRM
+
+
+def test_a_profile_belongs_to_the_shipped_persrm_by_default():
+    from langchain_pad.profiles import default_reward_model_ref
+
+    ref = default_reward_model_ref()
+    assert ref == reward_model_ref("default") and ref.axes == ("expertise", "informativeness")
+    assert default_reward_model_ref() is ref  # hashed once
+    profile = PreferenceProfile(user_id="ana", weights={"expertise": 1.0})
+    assert profile.reward_model == ref
+    assert profile.weights == {"expertise": 1.0, "informativeness": 0.0}
+    assert profile.vector == (1.0, 0.0)
+    with pytest.raises(ValueError, match="unknown preference axes"):
+        PreferenceProfile(user_id="ana", weights={"style": 1.0})
+    again = PreferenceProfile.model_validate_json(profile.model_dump_json())
+    assert again.reward_model == ref
+
+
+def test_reward_model_ref_follows_the_files(tmp_path):
+    directory = fake_persrm(tmp_path / "rm")
+    first = reward_model_ref(directory)
+    assert reward_model_ref(directory) is first  # cached for unchanged files
+    (directory / "persrm.safetensors").write_bytes(b"retrained weights")
+    assert reward_model_ref(directory).id != first.id
+
+
+def test_a_store_at_any_path_matches_with_the_shipped_anchors(tmp_path):
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    store = SQLiteProfileStore(tmp_path / "mine.sqlite3", embedder=HashingEmbedder())
+    assert store.reward_model_ref == reward_model_ref("default")
+    assert store.count(kind="anchor") == 4
+    result = store.match("explain it like I'm five")
+    assert result.best is not None and result.best.profile.user_id == "anchor:expertise:elementary"
+    assert result.weights is not None and result.weights["expertise"] < 0
+
+
+def test_feedback_without_a_learner_uses_the_stores_reward_model(tmp_path, monkeypatch):
+    from langchain_pad.profiles import ProfileStoreError, Stage2Learner
+    from langchain_pad.profiles.testing import CountingLearner
+
+    built = []
+
+    def for_reward_model(directory, **kwargs):
+        built.append(directory)
+        return CountingLearner(reward_model_ref(directory))
+
+    monkeypatch.setattr(Stage2Learner, "for_reward_model", staticmethod(for_reward_model))
+    store = InMemoryProfileStore(embedder=HashingEmbedder())
+    assert built == []  # built lazily: on the first feedback
+    for i in range(2):
+        profile = store.record_feedback("ana", f"q{i}", "longer", "short")
+    assert built == [store.reward_model_dir]  # once per store
+    assert profile.reward_model == reward_model_ref("default") and profile.version == 2
+    with pytest.raises(ProfileStoreError, match="no reward model"):
+        InMemoryProfileStore(embedder=HashingEmbedder(), reward_model=None).record_feedback(
+            "ana", "q", "a", "b"
+        )

@@ -35,7 +35,7 @@ WRITER = textwrap.dedent(
                 time.sleep(60)
             return super().refit(profile, feedback)
 
-    store = SQLiteProfileStore(path, learner=Learner())
+    store = SQLiteProfileStore(path, learner=Learner(), reward_model=None)
     print("ready", flush=True)
     for i in range(count):
         profile = store.record_feedback("shared user", f"{name}-{i}", "longer answer", "short")
@@ -56,11 +56,13 @@ def writer(path: Path, name: str, count: int, stall_at: int = -1) -> subprocess.
 
 def test_four_processes_writing_feedback_lose_nothing(tmp_path):
     path = tmp_path / "profiles.sqlite3"
-    SQLiteProfileStore(path).close()  # create the schema once, as an application would
+    SQLiteProfileStore(
+        path, reward_model=None
+    ).close()  # create the schema once, as an application would
     procs = [writer(path, f"p{n}", 200) for n in range(4)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
-    store = SQLiteProfileStore(path)
+    store = SQLiteProfileStore(path, reward_model=None)
     profile = store.require("shared user")
     assert profile.version == 800 and profile.feedback_count == 800
     prompts = {f.prompt for f in store.feedback("shared user")}
@@ -86,7 +88,9 @@ def test_a_writer_killed_mid_write_leaves_every_committed_write(tmp_path):
     proc.wait(timeout=30)
     assert len(committed) == 36
 
-    store = SQLiteProfileStore(path)  # recovers from the WAL of the killed writer
+    store = SQLiteProfileStore(
+        path, reward_model=None
+    )  # recovers from the WAL of the killed writer
     assert store.check_integrity() == []
     profile = store.require("shared user")
     assert profile.version == 36 and profile.feedback_count == 36
@@ -109,7 +113,7 @@ def test_an_old_schema_is_migrated_with_its_data(tmp_path):
         "VALUES ('ana', 'q', 'a', 'b', 1, '2026-01-01T00:00:00+00:00')"
     )
     connection.close()
-    store = SQLiteProfileStore(path)
+    store = SQLiteProfileStore(path, reward_model=None)
     version = store._query("PRAGMA user_version")[0][0]
     assert version == SCHEMA_VERSION == 2
     [record] = store.feedback("ana")
@@ -118,25 +122,25 @@ def test_an_old_schema_is_migrated_with_its_data(tmp_path):
 
 def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "new.sqlite3"
-    SQLiteProfileStore(path).close()
+    SQLiteProfileStore(path, reward_model=None).close()
     connection = sqlite3.connect(path)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     connection.close()
     with pytest.raises(ProfileStoreError, match="newer than this langchain-pad"):
-        SQLiteProfileStore(path)
+        SQLiteProfileStore(path, reward_model=None)
 
 
 def test_wal_and_durable_settings(tmp_path):
-    store = SQLiteProfileStore(tmp_path / "p.sqlite3")
+    store = SQLiteProfileStore(tmp_path / "p.sqlite3", reward_model=None)
     assert store._query("PRAGMA journal_mode")[0][0] == "wal"
     assert store._query("PRAGMA synchronous")[0][0] == 2  # FULL
 
 
 def test_data_survives_reopening(tmp_path):
     path = tmp_path / "p.sqlite3"
-    with SQLiteProfileStore(path, embedder=HashingEmbedder()) as store:
+    with SQLiteProfileStore(path, embedder=HashingEmbedder(), reward_model=None) as store:
         store.put(user("ana", "short brief answers", informativeness=-1.0))
-    with SQLiteProfileStore(path, embedder=HashingEmbedder()) as store:
+    with SQLiteProfileStore(path, embedder=HashingEmbedder(), reward_model=None) as store:
         assert store.require("ana").weights["informativeness"] == -1.0
         assert store.match("short brief answers").used == ["ana"]
     with pytest.raises(ProfileStoreError, match="closed"):
@@ -146,7 +150,7 @@ def test_data_survives_reopening(tmp_path):
 def test_default_path_honours_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(PROFILES_ENV_VAR, str(tmp_path / "mine.sqlite3"))
     assert default_profiles_path() == tmp_path / "mine.sqlite3"
-    assert SQLiteProfileStore().path == tmp_path / "mine.sqlite3"
+    assert SQLiteProfileStore(reward_model=None).path == tmp_path / "mine.sqlite3"
     monkeypatch.delenv(PROFILES_ENV_VAR)
     assert default_profiles_path().name == "profiles.sqlite3"
     assert "langchain-pad" in str(default_profiles_path())

@@ -1,143 +1,44 @@
-"""Test helpers and the contract every ``ProfileStore`` backend must pass.
-
-A backend's test module subclasses :class:`ProfileStoreContract` and says how to
-build a store::
-
-    class TestMyStore(ProfileStoreContract):
-        def make_store(self, tmp_path, **kwargs):
-            return MyStore(..., **kwargs)
-
-pytest then runs every contract test against it. The helpers need no model weights:
-:class:`HashingEmbedder` embeds words by hashing, :class:`CountingLearner` refits
-deterministically.
-"""
+"""The contract every ``ProfileStore`` backend must pass: versions, matching, feedback,
+export/import and the async API (see :mod:`langchain_pad.profiles.testing`)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 import threading
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from langchain_pad.profiles.profile import PreferenceProfile, RewardModelRef
-from langchain_pad.profiles.store import (
-    BaseProfileStore,
-    FeedbackRecord,
+from langchain_pad.profiles.base import BaseProfileStore
+from langchain_pad.profiles.protocol import (
     ProfileStoreError,
     UnknownProfileError,
     VersionConflictError,
 )
-
-__all__ = [
-    "AXES",
-    "REWARD_MODEL",
-    "CountingLearner",
-    "HashingEmbedder",
-    "ProfileStoreContract",
-    "anchor",
-    "user",
-]
-
-AXES = ("expertise", "informativeness", "style")
-REWARD_MODEL = RewardModelRef(id="test-rm-0001", axes=AXES)
-
-
-class HashingEmbedder:
-    """Bag of words hashed into ``dim`` buckets: same words, same vector; no model."""
-
-    def __init__(self, dim: int = 256, name: str = "hashing-256") -> None:
-        self.dim = dim
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                digest = hashlib.md5(word.encode()).hexdigest()
-                for part in (digest[:8], digest[8:16]):  # two buckets: collisions are rare
-                    out[i, int(part, 16) % self.dim] += 1.0
-            norm = float(np.linalg.norm(out[i]))
-            out[i] = out[i] / norm if norm else out[i]
-            if not norm:
-                out[i, 0] = 1.0
-        return out
-
-
-class CountingLearner:
-    """A cheap deterministic refit: ``w[axis 0] = (number of pairs) / 100``."""
-
-    def __init__(self, reward_model: RewardModelRef = REWARD_MODEL, fail: bool = False) -> None:
-        self._ref = reward_model
-        self.fail = fail
-        self.calls: list[int] = []
-
-    @property
-    def reward_model(self) -> RewardModelRef:
-        return self._ref
-
-    def features(self, prompt: str, chosen: str, rejected: str) -> list[float] | None:
-        return [float(len(chosen) - len(rejected))] + [0.0] * (len(self._ref.axes) - 1)
-
-    def refit(
-        self, profile: PreferenceProfile, feedback: Sequence[FeedbackRecord]
-    ) -> Mapping[str, float]:
-        self.calls.append(len(feedback))
-        if self.fail:
-            raise RuntimeError("refit failed")
-        weights = dict(profile.weights)
-        weights[self._ref.axes[0]] = len(feedback) / 100
-        return weights
-
-
-def user(user_id: str, description: str = "", **weights: float) -> PreferenceProfile:
-    return PreferenceProfile(
-        user_id=user_id, description=description, weights=weights, reward_model=REWARD_MODEL
-    )
-
-
-def anchor(name: str, description: str, aliases: Sequence[str] = (), **weights: float) -> Any:
-    return PreferenceProfile(
-        user_id=f"anchor:{name}",
-        kind="anchor",
-        description=description,
-        aliases=list(aliases),
-        weights=weights,
-        reward_model=REWARD_MODEL,
-    )
-
-
-ANCHORS = (
-    anchor(
-        "expertise:elementary", "explain simply for a child", ["plain words please"], expertise=-2.0
-    ),
-    anchor("expertise:expert", "technical depth for a specialist", expertise=2.0),
-    anchor("informativeness:concise", "short brief answers", informativeness=-2.0),
-    anchor("style:warm", "friendly warm kind tone", style=2.0),
+from langchain_pad.profiles.testing.fakes import (
+    ANCHORS,
+    REWARD_MODEL,
+    CountingLearner,
+    HashingEmbedder,
+    user,
 )
 
+__all__ = ["BaseContract"]
 
-class ProfileStoreContract:
+
+class BaseContract:
     """Behaviour every profile store must have. Subclass and define :meth:`make_store`."""
 
     def make_store(self, tmp_path: Path, **kwargs: Any) -> BaseProfileStore:
         raise NotImplementedError
 
     def store(self, tmp_path: Path, **kwargs: Any) -> BaseProfileStore:
+        """A store without a reward model (so without anchors) unless ``kwargs`` say."""
         kwargs.setdefault("embedder", HashingEmbedder())
+        kwargs.setdefault("reward_model", None)
         return self.make_store(tmp_path, **kwargs)
 
     def test_implements_the_protocol(self, tmp_path: Path) -> None:
-        from langchain_pad.profiles.store import ProfileStore
+        from langchain_pad.profiles.protocol import ProfileStore
 
         assert isinstance(self.store(tmp_path), ProfileStore)
 
