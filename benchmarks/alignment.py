@@ -48,9 +48,8 @@ from langchain_pad.evaluation import (
     perplexities,
 )
 from langchain_pad.judges import judge
-from langchain_pad.models import DEFAULT_MODEL, load_model
+from langchain_pad.models import DEFAULT_MODEL, load_model, resolve_reward_model
 from langchain_pad.reward_model import PersonalizedRewardModel
-from langchain_pad.reward_models import resolve_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KOALA = ROOT.parent / "shared" / "data" / "koala_eval_50.json"

@@ -35,10 +35,9 @@ from langchain_pad.axes import axes_by_name
 from langchain_pad.datagen.prompts import load_prompts
 from langchain_pad.evaluation import DecodeRow, decode_conditions
 from langchain_pad.judges import judge
-from langchain_pad.models import DEFAULT_MODEL, load_model
+from langchain_pad.models import DEFAULT_MODEL, load_model, resolve_reward_model
 from langchain_pad.profiles import SQLiteProfileStore, Stage2Learner, contrast_weights
 from langchain_pad.reward_model import PersonalizedRewardModel
-from langchain_pad.reward_models import resolve_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = {"reading_grade": 3.0, "log_words": 0.5, "sentiment": 0.3, "list_share": 0.5}

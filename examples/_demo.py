@@ -20,7 +20,7 @@ def reward_model_dir() -> str:
     override = os.environ.get("LANGCHAIN_PAD_REWARD_MODEL")
     if override:
         return override
-    from langchain_pad.reward_models import default_reward_model_path
+    from langchain_pad.models import default_reward_model_path
 
     if (default_reward_model_path() / "persrm.safetensors").is_file():
         return "default"

@@ -18,8 +18,8 @@ from pathlib import Path
 from _demo import reward_model_dir
 
 from langchain_pad import PADChatModel
+from langchain_pad.models import resolve_reward_model
 from langchain_pad.profiles import SQLiteProfileStore, Stage2Learner
-from langchain_pad.reward_models import resolve_reward_model
 
 QUESTIONS = [
     "What is photosynthesis?",

@@ -19,8 +19,8 @@ from langgraph.store.memory import InMemoryStore
 from langchain_pad import PADChatModel
 from langchain_pad.embeddings import SentenceTransformerEmbedder
 from langchain_pad.integrations.langgraph import LangGraphProfileStore, PADContext, chat_node
+from langchain_pad.models import resolve_reward_model
 from langchain_pad.profiles import PreferenceProfile, reward_model_ref
-from langchain_pad.reward_models import resolve_reward_model
 
 QUESTION = "What is a black hole?"
 

@@ -16,8 +16,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_pad import PADChatModel
+from langchain_pad.models import resolve_reward_model
 from langchain_pad.profiles import InMemoryProfileStore, PreferenceProfile, reward_model_ref
-from langchain_pad.reward_models import resolve_reward_model
 
 QUESTION = "Why do we have seasons?"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from _demo import reward_model_dir
 
+from langchain_pad.models import resolve_reward_model
 from langchain_pad.profiles import PreferenceProfile, SQLiteProfileStore, reward_model_ref
-from langchain_pad.reward_models import resolve_reward_model
 
 
 def main(path: Path) -> None:

@@ -35,7 +35,7 @@ def _demo_users() -> tuple[list[str], dict[str, dict[str, float]]]:
     """Two users built from the shipped anchor profiles, on opposite poles."""
     import json
 
-    from langchain_pad.reward_models import default_reward_model_path
+    from langchain_pad.models import default_reward_model_path
 
     anchors = json.loads((default_reward_model_path() / "anchors.json").read_text())
     axes: list[str] = anchors["axes"]
@@ -182,7 +182,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from langchain_pad.reward_models import resolve_reward_model
+    from langchain_pad.models import resolve_reward_model
     from langchain_pad.training.pipeline import TrainSettings, recalibrate_anchors
 
     defaults = TrainSettings()
@@ -222,7 +222,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if reward_model is not None:
         from pathlib import Path
 
-        from langchain_pad.reward_models import resolve_reward_model
+        from langchain_pad.models import resolve_reward_model
 
         try:
             resolved = resolve_reward_model(reward_model)
@@ -311,9 +311,8 @@ def _store(args: argparse.Namespace, learner: FeedbackLearner | None = None) -> 
 def _learner(args: argparse.Namespace) -> FeedbackLearner:
     """A stage-2 learner over the base model and the PersRM in ``--reward-model``."""
     from langchain_pad._runtime import reward_model_for
-    from langchain_pad.models import load_model
+    from langchain_pad.models import load_model, resolve_reward_model
     from langchain_pad.profiles import Stage2Learner
-    from langchain_pad.reward_models import resolve_reward_model
 
     loaded = load_model(args.model)
     reward_model = reward_model_for(resolve_reward_model(args.reward_model), loaded)

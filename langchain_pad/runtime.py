@@ -210,9 +210,9 @@ class PADRuntime:
         with self._lock:
             store = self._anchor_stores.get(directory)
             if store is None:
-                from langchain_pad.profiles import InMemoryProfileStore, anchor_profiles
+                from langchain_pad.profiles import InMemoryProfileStore
 
-                store = InMemoryProfileStore(anchors=anchor_profiles(directory))
+                store = InMemoryProfileStore(reward_model=directory)
                 self._anchor_stores[directory] = store
             return store
 

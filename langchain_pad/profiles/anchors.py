@@ -51,7 +51,7 @@ _WEIGHTS_FILE = "persrm.safetensors"
 
 def _resolve(directory: str | Path) -> Path:
     """A path, or ``"default"``: the PersRM shipped inside the package."""
-    from langchain_pad.reward_models import resolve_reward_model
+    from langchain_pad.models import resolve_reward_model
 
     return Path(resolve_reward_model(str(directory)))
 
@@ -90,7 +90,7 @@ def reward_model_ref(directory: str | Path) -> RewardModelRef:
 
 def default_reward_model_ref() -> RewardModelRef:
     """The :class:`RewardModelRef` of the PersRM shipped in the package (``"default"``)."""
-    from langchain_pad.reward_models import DEFAULT_REWARD_MODEL
+    from langchain_pad.models import DEFAULT_REWARD_MODEL
 
     return reward_model_ref(DEFAULT_REWARD_MODEL)
 

@@ -238,6 +238,6 @@ class BaseProfileStore(AsyncTwins, VersionedStore):
 def _reward_model_dir(reward_model: RewardModelSetting) -> Path | None:
     if reward_model is None:
         return None
-    from langchain_pad.reward_models import resolve_reward_model
+    from langchain_pad.models import resolve_reward_model
 
     return Path(resolve_reward_model(str(reward_model))).expanduser()

@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_pad.profiles.profile import PreferenceProfile, RewardModelRef
 from langchain_pad.profiles.protocol import FeedbackRecord
 
 if TYPE_CHECKING:
     from langchain_pad.reward_model import PersonalizedRewardModel
+    from langchain_pad.runtime import PADRuntime
 
 __all__ = ["Stage2Learner", "contrast_weights"]
 
@@ -102,23 +103,30 @@ class Stage2Learner:
 
     @classmethod
     def for_reward_model(
-        cls, directory: str | Path = "default", *, dtype: str = "float32", **kwargs: Any
+        cls,
+        directory: str | Path = "default",
+        *,
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        runtime: PADRuntime | None = None,
+        **kwargs: Any,
     ) -> Stage2Learner:
         """The learner for a saved PersRM (``"default"``: the shipped one), on the base
-        model it was trained for (its config's ``backbone``, loaded once per process by
-        :func:`langchain_pad.models.load_model`). What a store uses when no learner is
-        given; ``kwargs`` go to :class:`Stage2Learner` (``l2``, ``steering``)."""
+        model it was trained for (its config's ``backbone``).
+
+        The PersRM comes from ``runtime`` (default: the shared runtime of that base
+        model), so a store learning from feedback and a chat model decoding with the
+        same PersRM hold it once. What a store uses when no learner is given; ``kwargs``
+        go to :class:`Stage2Learner` (``l2``, ``steering``)."""
         import json
 
-        from langchain_pad.models import load_model
-        from langchain_pad.reward_model import PersonalizedRewardModel
-        from langchain_pad.reward_models import resolve_reward_model
+        from langchain_pad.models import resolve_reward_model
+        from langchain_pad.runtime import PADRuntime
 
         path = Path(resolve_reward_model(str(directory)))
         config = json.loads((path / "persrm_config.json").read_text(encoding="utf-8"))
-        loaded = load_model(str(config["backbone"]), dtype=dtype)
-        reward_model = PersonalizedRewardModel.load(path, loaded.model)
-        return cls(reward_model, loaded.tokenizer, reward_model_dir=path, **kwargs)
+        runtime = runtime or PADRuntime.shared(str(config["backbone"]), dtype)
+        reward_model = runtime.reward_model(path)
+        return cls(reward_model, runtime.loaded.tokenizer, reward_model_dir=path, **kwargs)
 
     @property
     def reward_model(self) -> RewardModelRef:

@@ -10,8 +10,8 @@ import pytest
 from langchain_pad import PADChatModel
 from langchain_pad.datagen import read_dataset
 from langchain_pad.judges import reading_grade
+from langchain_pad.models import default_reward_model_path
 from langchain_pad.reward_model import PersonalizedRewardModel
-from langchain_pad.reward_models import default_reward_model_path
 from langchain_pad.training.pipeline import _tokenize, pair_accuracy
 
 DATA = default_reward_model_path().parents[1] / "data" / "preferences" / "v1"
