@@ -11,6 +11,7 @@ from langchain_pad.models import DEFAULT_MODEL, ModelLoadError, load_model
 from langchain_pad.traces import RunTrace, TokenRecord
 
 if TYPE_CHECKING:
+    from langchain_pad.preferences import PreferenceResolver, ProfileMismatchError
     from langchain_pad.profiles import (
         InMemoryProfileStore,
         PreferenceProfile,
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
         SQLiteProfileStore,
     )
     from langchain_pad.reward_model import PersonalizedRewardModel, RewardModelMismatchError
+    from langchain_pad.runtime import PADRuntime
     from langchain_pad.training import PreferencePair, fit_preference_weights
 
 try:
@@ -27,6 +29,9 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 
 # torch-heavy names load on first access, so `import langchain_pad` stays cheap.
 _LAZY = {
+    "PADRuntime": "langchain_pad.runtime",
+    "PreferenceResolver": "langchain_pad.preferences",
+    "ProfileMismatchError": "langchain_pad.preferences",
     "PersonalizedRewardModel": "langchain_pad.reward_model",
     "RewardModelMismatchError": "langchain_pad.reward_model",
     "PreferencePair": "langchain_pad.training",
@@ -52,9 +57,12 @@ __all__ = [
     "InMemoryProfileStore",
     "ModelLoadError",
     "PADChatModel",
+    "PADRuntime",
     "PersonalizedRewardModel",
     "PreferencePair",
     "PreferenceProfile",
+    "PreferenceResolver",
+    "ProfileMismatchError",
     "ProfileStore",
     "RewardModelMismatchError",
     "RunTrace",
