@@ -1,0 +1,326 @@
+"""Per-row grammar constraints: which tokens may come next, from llguidance.
+
+A constrained row (a tool call, a structured answer) carries a :class:`TokenGrammar`.
+Each step the loop asks it for the allowed-token mask *before* the top-K candidates are
+taken, so PAD only ever scores tokens the grammar allows; after the pick it tells the
+grammar which token was chosen; when the grammar has ended the row finishes.
+
+Why llguidance: it is a 3 MB abi3 wheel with no Python dependencies, computes a mask for
+a 49k vocabulary in tens of microseconds on one core (Earley parser over a token trie,
+so JSON schema, regex and Lark with ``%json`` sub-grammars share one engine), and has a
+plain numpy path. xgrammar (0.2.9) would pull torch, transformers and triton into the
+install and targets GPU kernels; outlines-core builds its index from
+``Vocabulary.from_pretrained``, which downloads from the hub, and compiles a full
+regex automaton per schema up front (slow for large schemas, no context-free grammars).
+
+Heavy libraries (llguidance, numpy, torch) are imported inside functions: importing
+this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import llguidance
+    import numpy as np
+    import torch
+    from numpy.typing import NDArray
+
+__all__ = [
+    "GrammarCompiler",
+    "GrammarError",
+    "GrammarSpec",
+    "JSONSchemaGrammar",
+    "LarkGrammar",
+    "RegexGrammar",
+    "TokenGrammar",
+    "batch_allowed_mask",
+    "json_rule",
+]
+
+COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+"""llguidance options for JSON as ``json.dumps`` writes it: ``{"a": 1, "b": 2}``.
+
+Flexible whitespace lets a small model wander into newlines and indentation for as
+long as its budget lasts; one fixed layout leaves it no such room and matches what
+the model saw most in training.
+"""
+
+
+class GrammarError(ValueError):
+    """A grammar cannot be compiled, or a token was fed that the grammar does not allow."""
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class JSONSchemaGrammar:
+    """Output is one JSON value valid under ``schema`` (``{"type": "object"}``: any object)."""
+
+    schema: Mapping[str, Any] = field(hash=False)
+    compact: bool = True
+    """One space after ``,`` and ``:``, no other whitespace (see :data:`COMPACT_JSON`)."""
+
+    def describe(self) -> str:
+        title = self.schema.get("title")
+        return f"JSON schema {title!r}" if title else "JSON schema"
+
+    def source(self) -> str:
+        """The llguidance grammar text."""
+        import llguidance
+
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            dict(self.schema), overrides=_json_options(self.compact)
+        )
+
+
+@dataclass(frozen=True)
+class RegexGrammar:
+    """Output matches ``pattern`` in full (Rust ``regex`` syntax, no look-around)."""
+
+    pattern: str
+
+    def describe(self) -> str:
+        return f"regex {self.pattern!r}"
+
+    def source(self) -> str:
+        import llguidance
+
+        return llguidance.LLMatcher.grammar_from_regex(self.pattern)
+
+
+@dataclass(frozen=True)
+class LarkGrammar:
+    """A Lark grammar (llguidance dialect: ``%json{...}`` embeds a JSON schema)."""
+
+    text: str
+
+    def describe(self) -> str:
+        return "Lark grammar"
+
+    def source(self) -> str:
+        import llguidance
+
+        return llguidance.LLMatcher.grammar_from_lark(self.text)
+
+
+GrammarSpec = JSONSchemaGrammar | RegexGrammar | LarkGrammar
+
+
+def _json_options(compact: bool) -> Any:
+    return dict(COMPACT_JSON) if compact else None
+
+
+def json_rule(schema: Mapping[str, Any], *, compact: bool = True) -> str:
+    """A Lark ``%json{...}`` item for ``schema``, to embed in a :class:`LarkGrammar`."""
+    body = dict(schema)
+    if compact:
+        body["x-guidance"] = {**dict(body.get("x-guidance", {})), **COMPACT_JSON}
+    return "%json" + json.dumps(body)  # key order matters: properties come in this order
+
+
+# ---------------------------------------------------------------------------- compiler
+
+
+class GrammarCompiler:
+    """Turns grammar specs into per-row :class:`TokenGrammar` states, for one tokenizer.
+
+    Building the llguidance tokenizer (its token trie) costs about half a second, so
+    build one compiler per tokenizer and keep it (the runtime owns it).
+
+    Example::
+
+        compiler = GrammarCompiler(tokenizer, model.config.vocab_size, eos_token_ids={2})
+        grammar = compiler.compile(JSONSchemaGrammar({"type": "object"}))
+        logits[~grammar.allowed_mask()] = float("-inf")
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        vocab_size: int,
+        *,
+        eos_token_ids: Iterable[int] | None = None,
+    ) -> None:
+        """Wrap a Hugging Face fast tokenizer.
+
+        Args:
+            tokenizer: a fast (Rust-backed) Hugging Face tokenizer.
+            vocab_size: the model's logits width; ids at or beyond the tokenizer's own
+                size are never allowed.
+            eos_token_ids: the ids that end a row (the engine's EOS set); a grammar in
+                an accepting state allows all of them. Default: the tokenizer's EOS.
+        """
+        import llguidance.hf
+
+        eos = sorted(set(eos_token_ids)) if eos_token_ids is not None else None
+        if eos is None and getattr(tokenizer, "eos_token_id", None) is not None:
+            eos = [int(tokenizer.eos_token_id)]
+        if not eos:
+            raise GrammarError("A grammar needs at least one EOS token id to end a row.")
+        try:
+            self._ll: llguidance.LLTokenizer = llguidance.hf.from_tokenizer(
+                tokenizer, eos_token=eos
+            )
+        except ValueError as exc:
+            raise GrammarError(
+                f"Grammar-constrained decoding needs a fast (Rust-backed) tokenizer: {exc}"
+            ) from exc
+        self.vocab_size = int(vocab_size)
+        self.eos_token_ids: frozenset[int] = frozenset(eos)
+
+    @property
+    def tokenizer_size(self) -> int:
+        """How many token ids the grammar knows (llguidance's vocabulary)."""
+        return int(self._ll.vocab_size)
+
+    def validate(self, spec: GrammarSpec) -> str:
+        """Check that ``spec`` compiles; return its grammar text. Raises :class:`GrammarError`.
+
+        For bind time (``bind_tools``, ``with_structured_output``): no row state is built.
+        """
+        import llguidance
+
+        source = _source(spec)
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(source, self._ll)
+        if is_error:
+            raise GrammarError(_compile_message(spec, messages[0] if messages else ""))
+        return source
+
+    def compile(self, spec: GrammarSpec) -> TokenGrammar:
+        """A fresh per-row grammar state for ``spec``. Raises :class:`GrammarError`."""
+        import llguidance
+
+        matcher = llguidance.LLMatcher(self._ll, _source(spec), log_level=0)
+        if matcher.is_error():
+            raise GrammarError(_compile_message(spec, matcher.get_error()))
+        return TokenGrammar(matcher, self.vocab_size, self.tokenizer_size, spec.describe())
+
+
+def _source(spec: GrammarSpec) -> str:
+    try:
+        return spec.source()
+    except ValueError as exc:  # llguidance refuses a schema that is not a JSON object
+        raise GrammarError(_compile_message(spec, str(exc))) from exc
+
+
+def _compile_message(spec: GrammarSpec, detail: str) -> str:
+    detail = detail.strip() or "no detail given"
+    return f"The {spec.describe()} cannot be compiled into a decoding grammar: {detail}"
+
+
+# ---------------------------------------------------------------------------- row state
+
+
+class TokenGrammar:
+    """The grammar state of one row: the next allowed tokens, advanced token by token.
+
+    Per step: ``allowed_mask()`` before choosing, ``consume(token)`` after. When the
+    grammar accepts, the EOS ids become allowed; when it ``is_stopped()`` nothing but
+    EOS is allowed and the row should finish. ``forced_tokens()`` lists tokens the
+    grammar dictates from here (no choice left), which a loop may append without
+    scoring.
+    """
+
+    def __init__(
+        self, matcher: llguidance.LLMatcher, vocab_size: int, tokenizer_size: int, name: str
+    ) -> None:
+        import numpy as np
+
+        self._matcher = matcher
+        self.vocab_size = vocab_size
+        self.name = name
+        self._known = min(tokenizer_size, vocab_size)
+        self._words: NDArray[np.int32] = np.zeros((1, (tokenizer_size + 31) // 32), np.int32)
+        self._mask: torch.Tensor | None = None
+
+    def allowed_mask(self) -> torch.Tensor:
+        """``bool[vocab_size]``: True where the next token may be that id.
+
+        Computed once per state (cached until the next ``consume``); the returned
+        tensor is the caller's to keep or modify.
+        """
+        if self._mask is None:
+            self._mask = self._compute_mask()
+        return self._mask.clone()
+
+    def _compute_mask(self) -> torch.Tensor:
+        import llguidance.numpy
+        import numpy as np
+        import torch
+
+        self._raise_if_error()
+        llguidance.numpy.fill_next_token_bitmask(self._matcher, self._words)
+        # int32 words hold bit j of word w at token 32*w + j; on a little-endian
+        # machine that is byte 4*w + j//8, bit j%8: unpack bytes little-endian.
+        words = self._words[0].astype("<i4", copy=False)
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little", count=self._known)
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        mask[: self._known] = torch.from_numpy(bits.astype(np.bool_))
+        return mask
+
+    def is_allowed(self, token_id: int) -> bool:
+        """Whether ``token_id`` may come next (cheap; no mask is computed)."""
+        if not 0 <= token_id < self._known or self._matcher.is_error():
+            return False
+        if self._mask is not None:
+            return bool(self._mask[token_id])
+        return bool(self._matcher.validate_tokens([token_id]) == 1)
+
+    def consume(self, token_id: int) -> None:
+        """Advance past the chosen token; a token the grammar forbids raises GrammarError."""
+        self._raise_if_error()
+        if not self.is_allowed(token_id):
+            raise GrammarError(
+                f"Token {token_id} is not allowed by the {self.name} here; pick tokens from "
+                "allowed_mask()."
+            )
+        self._mask = None
+        if not self._matcher.consume_token(token_id):
+            self._raise_if_error()
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar dictates next (possibly none), in order; not yet consumed."""
+        if self._matcher.is_error() or self._matcher.is_stopped():
+            return []
+        return list(self._matcher.compute_ff_tokens())
+
+    def is_accepting(self) -> bool:
+        """The output so far is complete: EOS is allowed now (more may still be allowed)."""
+        return bool(self._matcher.is_accepting())
+
+    def is_stopped(self) -> bool:
+        """The grammar has ended (nothing but EOS can follow, or EOS was consumed)."""
+        return bool(self._matcher.is_stopped())
+
+    def reset(self) -> None:
+        """Back to the initial state, as if no token had been consumed."""
+        self._matcher.reset()
+        self._mask = None
+
+    def _raise_if_error(self) -> None:
+        if self._matcher.is_error():
+            raise GrammarError(f"The {self.name} is in an error state: {self._matcher.get_error()}")
+
+
+def batch_allowed_mask(
+    grammars: Sequence[TokenGrammar | None], vocab_size: int
+) -> torch.Tensor | None:
+    """``bool[rows, vocab_size]`` for a batch; rows without a grammar allow everything.
+
+    None when no row is constrained, so an unconstrained batch pays nothing.
+    """
+    import torch
+
+    if all(g is None for g in grammars):
+        return None
+    mask = torch.ones(len(grammars), vocab_size, dtype=torch.bool)
+    for row, grammar in enumerate(grammars):
+        if grammar is not None:
+            mask[row] = grammar.allowed_mask()
+    return mask
