@@ -40,9 +40,10 @@ __all__ = [
     "TokenGrammar",
     "batch_allowed_mask",
     "json_rule",
+    "json_schema_error",
 ]
 
-COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+COMPACT_JSON: Any = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 """llguidance options for JSON as ``json.dumps`` writes it: ``{"a": 1, "b": 2}``.
 
 Flexible whitespace lets a small model wander into newlines and indentation for as
@@ -122,6 +123,21 @@ def json_rule(schema: Mapping[str, Any], *, compact: bool = True) -> str:
     if compact:
         body["x-guidance"] = {**dict(body.get("x-guidance", {})), **COMPACT_JSON}
     return "%json" + json.dumps(body)  # key order matters: properties come in this order
+
+
+def json_schema_error(schema: Mapping[str, Any], *, compact: bool = True) -> str | None:
+    """Why ``schema`` cannot be compiled (None if it can); needs no tokenizer.
+
+    For bind time, before any model is loaded: a tool's parameters or a structured
+    output schema are checked when the user passes them, not at the first call.
+    """
+    import llguidance
+
+    try:
+        grammar = JSONSchemaGrammar(schema, compact).source()
+    except ValueError as exc:
+        return str(exc)
+    return llguidance.LLMatcher.validate_grammar(grammar).strip() or None
 
 
 # ---------------------------------------------------------------------------- compiler
