@@ -38,8 +38,14 @@ __all__ = ["EmbeddingToolRouter", "ToolRouter", "answer_grammar"]
 class ToolRouter(Protocol):
     """Chooses, for a conversation, the tools the answer may call (none: answer in prose)."""
 
-    def route(self, messages: Sequence[BaseMessage], specs: Sequence[ToolSpec]) -> list[str]:
-        """Names of the tools the next answer should call one of; [] to answer directly."""
+    def route(
+        self, messages: Sequence[BaseMessage], specs: Sequence[ToolSpec], *, required: bool = False
+    ) -> list[str]:
+        """Names of the tools the next answer should call one of; [] to answer directly.
+
+        ``required``: a call must be made (``tool_choice="required"``); return the
+        fitting tools, never [].
+        """
         ...
 
 
@@ -97,17 +103,22 @@ class EmbeddingToolRouter:
             for s, t in zip(specs, texts, strict=True)
         }
 
-    def route(self, messages: Sequence[BaseMessage], specs: Sequence[ToolSpec]) -> list[str]:
-        if not specs or not messages:
-            return []
-        if self.answer_after_tool_result and isinstance(messages[-1], ToolMessage):
+    def route(
+        self, messages: Sequence[BaseMessage], specs: Sequence[ToolSpec], *, required: bool = False
+    ) -> list[str]:
+        if not specs:
             return []
         request = _latest_request(messages)
-        if not request:
+        if required:
+            if not request or len(specs) == 1:
+                return [s.name for s in specs]
+        elif not request or (
+            self.answer_after_tool_result and messages and isinstance(messages[-1], ToolMessage)
+        ):
             return []
         scores = self.scores(request, specs)
         best = max(scores.values())
-        if best < self.threshold:
+        if best < self.threshold and not required:
             return []
         return [name for name, score in scores.items() if score >= best - self.margin]
 
@@ -131,14 +142,18 @@ def answer_grammar(
 ) -> GrammarSpec | None:
     """The grammar of the next answer for this ``tool_choice`` (None: unconstrained).
 
-    "none": None. "required": one call to one of the tools. A named tool: one call to
-    it. "auto": the router's tools (one call among them) or None to answer in prose;
-    without a router, :func:`~langchain_pad.tools.auto_tool_grammar` lets the model's
-    first token decide.
+    "none": None. A named tool: one call to it. "required": one call to one of the
+    tools (the router's best ones, when there is a router: the 135M model otherwise
+    tends to call the first tool listed). "auto": the router's tools (one call among
+    them) or None to answer in prose; without a router,
+    :func:`~langchain_pad.tools.auto_tool_grammar` lets the model's first token decide.
     """
     if choice.mode == "none" or not specs:
         return None
     if choice.mode == "required":
+        if choice.name is None and router is not None:
+            names = router.route(messages, specs, required=True)
+            return tool_call_grammar([s for s in specs if s.name in names] or specs)
         return tool_call_grammar(specs, choice.name)
     if router is None:
         return auto_tool_grammar(specs)

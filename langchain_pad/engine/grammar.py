@@ -41,6 +41,7 @@ __all__ = [
     "batch_allowed_mask",
     "json_rule",
     "json_schema_error",
+    "tighten_schema",
 ]
 
 COMPACT_JSON: Any = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -66,6 +67,9 @@ class JSONSchemaGrammar:
     schema: Mapping[str, Any] = field(hash=False)
     compact: bool = True
     """One space after ``,`` and ``:``, no other whitespace (see :data:`COMPACT_JSON`)."""
+    max_string_length: int | None = None
+    close_objects: bool = False
+    """Both as in :func:`tighten_schema`."""
 
     def describe(self) -> str:
         title = self.schema.get("title")
@@ -76,7 +80,12 @@ class JSONSchemaGrammar:
         import llguidance
 
         return llguidance.LLMatcher.grammar_from_json_schema(
-            dict(self.schema), overrides=_json_options(self.compact)
+            tighten_schema(
+                self.schema,
+                max_string_length=self.max_string_length,
+                close_objects=self.close_objects,
+            ),
+            overrides=_json_options(self.compact),
         )
 
 
@@ -117,9 +126,50 @@ def _json_options(compact: bool) -> Any:
     return dict(COMPACT_JSON) if compact else None
 
 
-def json_rule(schema: Mapping[str, Any], *, compact: bool = True) -> str:
+def tighten_schema(
+    schema: Mapping[str, Any], *, max_string_length: int | None = None, close_objects: bool = False
+) -> dict[str, Any]:
+    """A copy of ``schema`` that leaves a small model less room to go wrong.
+
+    ``max_string_length``: strings without a length, enum, const, pattern or format get
+    ``maxLength`` and ``minLength: 1``. A grammar guarantees valid output only if the
+    output ends within the token budget; a small model can repeat inside a string
+    ("525252...") until the budget runs out and the JSON never closes, or write ``""``
+    for an argument it was asked to fill. ``close_objects``: objects with
+    ``properties`` and no ``additionalProperties`` get ``additionalProperties: false``
+    (JSON schema allows extra keys by default; the 135M model fills them with schema
+    fragments it copies from the prompt, as LangChain's ``strict=True`` also forbids).
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        out = {key: walk(value) for key, value in node.items()}
+        kind = out.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        free = not {"maxLength", "enum", "const", "pattern", "format"} & out.keys()
+        if "string" in kinds and free and max_string_length is not None:
+            out["maxLength"] = max_string_length
+            out.setdefault("minLength", 1)
+        if close_objects and "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+def json_rule(
+    schema: Mapping[str, Any],
+    *,
+    compact: bool = True,
+    max_string_length: int | None = None,
+    close_objects: bool = False,
+) -> str:
     """A Lark ``%json{...}`` item for ``schema``, to embed in a :class:`LarkGrammar`."""
-    body = dict(schema)
+    body = tighten_schema(schema, max_string_length=max_string_length, close_objects=close_objects)
     if compact:
         body["x-guidance"] = {**dict(body.get("x-guidance", {})), **COMPACT_JSON}
     return "%json" + json.dumps(body)  # key order matters: properties come in this order

@@ -183,3 +183,41 @@ def test_json_rule_keeps_the_schemas_property_order(compiler, tokenizer):
     grammar = compiler.compile(LarkGrammar(f"start: {json_rule(schema)}"))
     drive(grammar, tokenizer.encode('{"z": 1, "a": 2}'))
     assert grammar.is_accepting()
+
+
+def test_tighten_schema_caps_free_strings_and_closes_objects():
+    from langchain_pad.engine.grammar import tighten_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "free": {"type": "string"},
+            "color": {"type": "string", "enum": ["red"]},
+            "short": {"type": "string", "maxLength": 3},
+            "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "inner": {"type": "object", "properties": {"x": {"type": "integer"}}},
+            "open": {"type": "object", "properties": {}, "additionalProperties": True},
+        },
+    }
+    tight = tighten_schema(schema, max_string_length=10, close_objects=True)
+    props = tight["properties"]
+    assert props["free"] == {"type": "string", "maxLength": 10, "minLength": 1}
+    assert props["color"] == schema["properties"]["color"]
+    assert props["short"] == {"type": "string", "maxLength": 3}
+    assert props["maybe"]["anyOf"][0]["maxLength"] == 10
+    assert tight["additionalProperties"] is False
+    assert props["inner"]["additionalProperties"] is False
+    assert props["open"]["additionalProperties"] is True
+    assert tighten_schema(schema) == schema and tighten_schema(schema) is not schema
+
+
+def test_capped_string_closes(compiler, tokenizer):
+    grammar = compiler.compile(
+        JSONSchemaGrammar(
+            {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]},
+            max_string_length=2,
+        )
+    )
+    drive(grammar, tokenizer.encode('{"s": "ab'))
+    assert tokenizer.encode('"')[0] in grammar.allowed_mask().nonzero().flatten().tolist()
+    assert grammar.allowed_mask().sum() == 1  # a third character is not allowed

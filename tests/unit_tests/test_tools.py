@@ -330,3 +330,9 @@ def test_answer_grammar_per_tool_choice(specs):
     )
     joke = [HumanMessage("tell me a joke")]
     assert answer_grammar(ToolChoice("auto"), specs, joke, router) is None
+    rain = [HumanMessage("rain in the city?")]
+    assert answer_grammar(ToolChoice("required"), specs, rain, router) == tool_call_grammar(
+        specs[1:2]
+    )
+    # required with nothing fitting: every tool stays callable
+    assert answer_grammar(ToolChoice("required"), specs, joke, router) == tool_call_grammar(specs)
