@@ -10,9 +10,10 @@ Which tool fits a request is a retrieval question, and a sentence encoder answer
 well: all-MiniLM-L6-v2 (shipped offline, the profile store's embedder) scored
 request-vs-"name: description" at 0.29-0.51 for the 6 requests a tool fits and at most
 0.24 for the 6 it does not. So :class:`EmbeddingToolRouter` makes the decision, and the
-grammar then makes the call well formed; the model only writes the arguments, which it
-does well once constrained. The threshold was tuned on those 12 prompts: check it on
-held-out ones before trusting the figure.
+grammar then makes the call well formed; the model only writes the arguments. The
+threshold (0.27) was chosen on those 12 requests; on 12 others written afterwards it
+decided right on 10 (the two misses were calls not made: "What is 15% of 80?" at 0.23,
+"Do I need an umbrella in Seattle?" at 0.19; no call was made where none fitted).
 
 The decision is per conversation, not per token, so it is not a step unit: the chat
 model asks :func:`answer_grammar` for the row's grammar before it submits the row.

@@ -5,6 +5,21 @@ Each step the loop asks it for the allowed-token mask *before* the top-K candida
 taken, so PAD only ever scores tokens the grammar allows; after the pick it tells the
 grammar which token was chosen; when the grammar has ended the row finishes.
 
+How a loop uses it, per step, for a row with a grammar ``g``:
+
+1. ``mask = g.allowed_mask()`` and ``logits[~mask] = -inf`` on the full vocabulary,
+   before repetition rules' log-softmax and before the top-K candidates are taken
+   (so PAD only scores allowed tokens; EOS is in the mask exactly when ``g`` accepts);
+2. pick a token as usual, then ``g.consume(token)``; if it is an EOS id, finish the
+   row ("stop");
+3. if ``g.is_stopped()`` (nothing but EOS can follow), finish the row now ("stop")
+   without another forward pass;
+4. optionally fast-forward: ``forced = g.forced_tokens()``; ``g.consume(t)`` for each,
+   emit them as the row's next tokens, and feed ``[token, *forced]`` in the next
+   forward (a multi-token step). Without fast-forwarding, the masks of the next steps
+   allow exactly one token each, so a loop that ignores ``forced_tokens`` is still
+   correct, only slower; it may also skip PAD scoring when the mask has one token.
+
 Why llguidance: it is a 3 MB abi3 wheel with no Python dependencies, computes a mask for
 a 49k vocabulary in tens of microseconds on one core (Earley parser over a token trie,
 so JSON schema, regex and Lark with ``%json`` sub-grammars share one engine), and has a
