@@ -28,7 +28,13 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from langchain_pad._messages import message_text
 from langchain_pad.engine.grammar import GrammarSpec
-from langchain_pad.tools import ToolChoice, ToolSpec, auto_tool_grammar, tool_call_grammar
+from langchain_pad.tools import (
+    DEFAULT_MAX_STRING_LENGTH,
+    ToolChoice,
+    ToolSpec,
+    auto_tool_grammar,
+    tool_call_grammar,
+)
 
 if TYPE_CHECKING:
     from langchain_pad.embeddings import Embedder
@@ -140,6 +146,8 @@ def answer_grammar(
     specs: Sequence[ToolSpec],
     messages: Sequence[BaseMessage],
     router: ToolRouter | None = None,
+    *,
+    max_string_length: int | None = DEFAULT_MAX_STRING_LENGTH,
 ) -> GrammarSpec | None:
     """The grammar of the next answer for this ``tool_choice`` (None: unconstrained).
 
@@ -148,17 +156,23 @@ def answer_grammar(
     tends to call the first tool listed). "auto": the router's tools (one call among
     them) or None to answer in prose; without a router,
     :func:`~langchain_pad.tools.auto_tool_grammar` lets the model's first token decide.
+
+    ``max_string_length`` caps free argument strings; pick it so that a call fits the
+    row's token budget (digits are one token each in SmolLM2's vocabulary), or a model
+    that repeats inside a string runs out of budget before the call closes.
     """
+    cap = max_string_length
     if choice.mode == "none" or not specs:
         return None
     if choice.mode == "required":
         if choice.name is None and router is not None:
             names = router.route(messages, specs, required=True)
-            return tool_call_grammar([s for s in specs if s.name in names] or specs)
-        return tool_call_grammar(specs, choice.name)
+            chosen = [s for s in specs if s.name in names] or list(specs)
+            return tool_call_grammar(chosen, max_string_length=cap)
+        return tool_call_grammar(specs, choice.name, max_string_length=cap)
     if router is None:
-        return auto_tool_grammar(specs)
+        return auto_tool_grammar(specs, max_string_length=cap)
     names = router.route(messages, specs)
     if not names:
         return None
-    return tool_call_grammar([s for s in specs if s.name in names])
+    return tool_call_grammar([s for s in specs if s.name in names], max_string_length=cap)

@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from langchain_pad._messages import render_prompt, to_turns
 from langchain_pad.engine.grammar import GrammarCompiler, GrammarSpec
 from langchain_pad.structured_output import structured_output_plan
+from langchain_pad.tool_router import EmbeddingToolRouter, answer_grammar
 from langchain_pad.tools import (
+    ToolChoice,
     add_tools_prompt,
     convert_tools,
     parse_tool_calls,
@@ -120,6 +122,7 @@ def test_every_constrained_output_parses_and_validates(loaded, compiler):
     mode = structured_output_plan(None, "json_mode")
     question = "Describe a cat as JSON with the keys name and color."
     cases.append((question, prompt(loaded, question, JSON_SYSTEM), mode.grammar, mode.parse))
+    router = EmbeddingToolRouter()
     for question in ["What is 234 * 19?", "What is the weather in Paris, in celsius?"]:
 
         def parse_call(text):
@@ -129,8 +132,12 @@ def test_every_constrained_output_parses_and_validates(loaded, compiler):
             model = {"Calculator": Calculator, "GetWeather": GetWeather}[call["name"]]
             return model.model_validate(call["args"])
 
-        # 40 characters: a string the model repeats in closes well within the budget
-        grammar = tool_call_grammar(tools, max_string_length=40)
+        # tool_choice="required": the router narrows the call to the fitting tool
+        # and a 40-character cap on free strings keeps the call inside the 96-token budget
+        grammar = answer_grammar(
+            ToolChoice("required"), tools, [HumanMessage(question)], router, max_string_length=40
+        )
+        assert grammar is not None
         cases.append((question, prompt(loaded, question, specs=tools), grammar, parse_call))
 
     results = []
@@ -145,7 +152,25 @@ def test_every_constrained_output_parses_and_validates(loaded, compiler):
     for question, text, value, forwards, seconds in results:
         print(f"{question!r}\n  -> {text!r}\n  {value!r} ({forwards} forwards, {seconds:.1f} s)")
     assert len(results) == 5
-    assert all(isinstance(r[2], (Calculator, GetWeather)) for r in results[3:])
+    assert isinstance(results[3][2], Calculator)
+    assert isinstance(results[4][2], GetWeather) and results[4][2].city == "Paris"
+
+
+def test_a_string_cap_that_fits_the_budget_closes_the_call(loaded, compiler):
+    """Forced to write a non-empty expression, the model repeats "5252..."; with a
+    200-character cap the 64-token budget ends inside the string (an unterminated call),
+    with a 40-character cap the call closes and parses (its content is still poor).
+    Without any cap (and so no minLength) it writes an empty expression."""
+    tools = convert_tools([Calculator])
+    ids = prompt(loaded, "What is 234 * 19?", specs=tools)
+    texts = {}
+    for cap in (None, 200, 40):
+        grammar = compiler.compile(tool_call_grammar(tools, max_string_length=cap))
+        texts[cap], _ = constrained_greedy(loaded, grammar, ids, 64)
+        print(f"cap {cap}: {texts[cap]!r}")
+    assert parse_tool_calls(texts[None]).tool_calls[0]["args"] == {"expression": ""}
+    assert parse_tool_calls(texts[200]).invalid_tool_calls[0]["error"] == "unterminated tool call"
+    assert parse_tool_calls(texts[40]).tool_calls
 
 
 def test_mask_cost_per_step_is_small_next_to_a_decoding_step(loaded, compiler):
