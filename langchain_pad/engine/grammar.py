@@ -35,7 +35,7 @@ this module costs nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -254,6 +254,7 @@ class GrammarCompiler:
             ) from exc
         self.vocab_size = int(vocab_size)
         self.eos_token_ids: frozenset[int] = frozenset(eos)
+        self._single_tokens: dict[bytes, int | None] = {}
 
     @property
     def tokenizer_size(self) -> int:
@@ -280,7 +281,35 @@ class GrammarCompiler:
         matcher = llguidance.LLMatcher(self._ll, _source(spec), log_level=0)
         if matcher.is_error():
             raise GrammarError(_compile_message(spec, matcher.get_error()))
-        return TokenGrammar(matcher, self.vocab_size, self.tokenizer_size, spec.describe())
+        return TokenGrammar(
+            matcher,
+            self.vocab_size,
+            self.tokenizer_size,
+            spec.describe(),
+            single_token=self._single_token,
+        )
+
+    def _single_token(self, text: bytes) -> int | None:
+        """The token that ``text`` is when it stands before ordinary words, or None.
+
+        ``b' "'`` is one token before "a", "Paris" or "1" in SmolLM2's vocabulary, so
+        forcing it leaves the tokenization as the model knows it; ``b" "`` merges into
+        " a", " Paris", so forcing it alone would not. Cached per compiler.
+        """
+        if text not in self._single_tokens:
+            alone = self._ll.tokenize_bytes(text)
+            token = alone[0] if len(alone) == 1 else None
+            for probe in _PROBES:
+                if token is None:
+                    break
+                if self._ll.tokenize_bytes(text + probe)[:1] != [token]:
+                    token = None
+            self._single_tokens[text] = token
+        return self._single_tokens[text]
+
+
+_PROBES = (b"a", b"A", b"1", b"Paris", b"the")
+"""Ordinary continuations used to check that forced text stays a token of its own."""
 
 
 def _source(spec: GrammarSpec) -> str:
@@ -309,11 +338,18 @@ class TokenGrammar:
     """
 
     def __init__(
-        self, matcher: llguidance.LLMatcher, vocab_size: int, tokenizer_size: int, name: str
+        self,
+        matcher: llguidance.LLMatcher,
+        vocab_size: int,
+        tokenizer_size: int,
+        name: str,
+        *,
+        single_token: Callable[[bytes], int | None] | None = None,
     ) -> None:
         import numpy as np
 
         self._matcher = matcher
+        self._single_token = single_token
         self.vocab_size = vocab_size
         self.name = name
         self._known = min(tokenizer_size, vocab_size)
@@ -366,10 +402,31 @@ class TokenGrammar:
             self._raise_if_error()
 
     def forced_tokens(self) -> list[int]:
-        """Tokens the grammar dictates next (possibly none), in order; not yet consumed."""
+        """Tokens the grammar dictates next (possibly none), in order; not yet consumed.
+
+        llguidance's own fast-forward stops where the forced text could still merge
+        with what follows into a longer token (at ``"key":`` before `` "``, since
+        `` "2`` could be one token). Left there, the model picks among `` "``-prefixed
+        tokens and the 135M model takes `` "}}`` or `` ""`` over `` "``; prompted with
+        the text tokenized as usual it writes ``"2...`` (75%). So when the rest of the
+        forced text is one token that stays separate before ordinary words (as `` "``
+        does and a bare space does not), it is forced too: the model then chooses the
+        content, not where a quote ends.
+        """
         if self._matcher.is_error() or self._matcher.is_stopped():
             return []
-        return list(self._matcher.compute_ff_tokens())
+        tokens = list(self._matcher.compute_ff_tokens())
+        if self._single_token is None:
+            return tokens
+        rest = self._matcher.compute_ff_bytes()
+        if tokens:  # the bytes still forced once the fast-forward tokens are in
+            ahead = self._matcher.deep_copy()
+            ahead.consume_tokens(tokens)
+            rest = ahead.compute_ff_bytes()
+        token = self._single_token(rest) if rest else None
+        if token is not None and self._matcher.validate_tokens([*tokens, token]) == len(tokens) + 1:
+            tokens.append(token)
+        return tokens
 
     def is_accepting(self) -> bool:
         """The output so far is complete: EOS is allowed now (more may still be allowed)."""

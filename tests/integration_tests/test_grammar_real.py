@@ -156,21 +156,18 @@ def test_every_constrained_output_parses_and_validates(loaded, compiler):
     assert isinstance(results[4][2], GetWeather) and results[4][2].city == "Paris"
 
 
-def test_a_string_cap_that_fits_the_budget_closes_the_call(loaded, compiler):
-    """Forced to write a non-empty expression, the model repeats "5252..."; with a
-    200-character cap the 64-token budget ends inside the string (an unterminated call),
-    with a 40-character cap the call closes and parses (its content is still poor).
-    Without any cap (and so no minLength) it writes an empty expression."""
-    tools = convert_tools([Calculator])
-    ids = prompt(loaded, "What is 234 * 19?", specs=tools)
-    texts = {}
-    for cap in (None, 200, 40):
-        grammar = compiler.compile(tool_call_grammar(tools, max_string_length=cap))
-        texts[cap], _ = constrained_greedy(loaded, grammar, ids, 64)
-        print(f"cap {cap}: {texts[cap]!r}")
-    assert parse_tool_calls(texts[None]).tool_calls[0]["args"] == {"expression": ""}
-    assert parse_tool_calls(texts[200]).invalid_tool_calls[0]["error"] == "unterminated tool call"
-    assert parse_tool_calls(texts[40]).tool_calls
+def test_calls_close_within_the_budget(loaded, compiler):
+    """With free strings capped at 40 characters every call closes within 64 tokens;
+    the arguments the model writes are printed for reading (accuracy is not asserted)."""
+    tools = convert_tools([Calculator, GetWeather])
+    for question in ["What is 234 * 19?", "Compute 17 + 25.", "Is it raining in London?"]:
+        grammar = compiler.compile(tool_call_grammar(tools, max_string_length=40))
+        text, forwards = constrained_greedy(
+            loaded, grammar, prompt(loaded, question, specs=tools), 64
+        )
+        print(f"{question!r} -> {text!r} ({forwards} forwards)")
+        assert grammar.is_stopped()
+        assert parse_tool_calls(text).tool_calls
 
 
 def test_mask_cost_per_step_is_small_next_to_a_decoding_step(loaded, compiler):

@@ -1,7 +1,7 @@
 """A tiny byte-level BPE fast tokenizer, built in memory (no files, no hub).
 
 Grammar tests need a real Rust-backed tokenizer (llguidance reads its JSON), but not
-the 49k-token vocabulary of the embedded model: this one has 264 tokens and builds in
+the 49k-token vocabulary of the embedded model: this one has 265 tokens and builds in
 milliseconds.
 """
 
@@ -21,6 +21,7 @@ def tiny_fast_tokenizer() -> Any:
     for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocab[char] = len(vocab)
     merges = [("{", '"'), ('"', ":"), ("Ġ", '"'), ("t", "r"), ("tr", "u"), ("tru", "e")]
+    merges.append(("Ġ", "t"))  # so that a bare space is not a token of its own before "the"
     for left, right in merges:
         vocab[left + right] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))

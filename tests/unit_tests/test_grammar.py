@@ -54,9 +54,9 @@ def test_mask_has_model_width_and_never_allows_ids_beyond_the_tokenizer(compiler
     grammar = compiler.compile(RegexGrammar(".*"))
     mask = grammar.allowed_mask()
     assert mask.dtype == torch.bool and mask.shape == (MODEL_VOCAB,)
-    assert compiler.tokenizer_size == 264
-    assert not mask[264:].any()
-    assert mask[2:264].sum() > 150  # most bytes may come next (not "\\n", not bad UTF-8)
+    assert compiler.tokenizer_size == 265
+    assert not mask[265:].any()
+    assert mask[2:265].sum() > 150  # most bytes may come next (not "\\n", not bad UTF-8)
 
 
 def test_json_schema_grammar_only_admits_valid_json(compiler, tokenizer):
@@ -221,3 +221,20 @@ def test_capped_string_closes(compiler, tokenizer):
     drive(grammar, tokenizer.encode('{"s": "ab'))
     assert tokenizer.encode('"')[0] in grammar.allowed_mask().nonzero().flatten().tolist()
     assert grammar.allowed_mask().sum() == 1  # a third character is not allowed
+
+
+def test_forced_tokens_include_the_opening_quote_of_a_string_value(compiler, tokenizer):
+    schema = {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}
+    grammar = compiler.compile(JSONSchemaGrammar(schema))
+    forced = grammar.forced_tokens()
+    assert tokenizer.decode(forced) == '{"s": "'
+    assert forced[-1] == tokenizer.convert_tokens_to_ids('Ġ"')
+    drive(grammar, forced)
+    drive(grammar, tokenizer.encode('x"}'))
+    assert grammar.is_accepting()
+
+
+def test_a_bare_space_that_would_merge_with_the_next_word_is_not_forced(compiler, tokenizer):
+    grammar = compiler.compile(JSONSchemaGrammar({"type": "object"}))
+    drive(grammar, tokenizer.encode('{"a":'))
+    assert grammar.forced_tokens() == []  # " " + "the" is "Ġt", "h", "e": no lone space
