@@ -287,17 +287,21 @@ class GrammarCompiler:
             self.tokenizer_size,
             spec.describe(),
             single_token=self._single_token,
+            eos_token_ids=self.eos_token_ids,
         )
 
     def _single_token(self, text: bytes) -> int | None:
-        """The token that ``text`` is when it stands before ordinary words, or None.
+        """The token that forced ``text`` is, when it opens a string and stays separate.
 
-        ``b' "'`` is one token before "a", "Paris" or "1" in SmolLM2's vocabulary, so
-        forcing it leaves the tokenization as the model knows it; ``b" "`` merges into
-        " a", " Paris", so forcing it alone would not. Cached per compiler.
+        Only text that ends in the quote opening a string value qualifies, and only when
+        the tokenizer keeps it one token before ordinary words: ``b' "'`` is one token
+        before "a", "Paris" or "1" in SmolLM2's vocabulary, so forcing it leaves the
+        tokenization as the model knows it. Other forced text (``b"{"``, which merges
+        with a following quote, ``b" "``, which merges with a word) is left to
+        llguidance. Cached per compiler.
         """
         if text not in self._single_tokens:
-            alone = self._ll.tokenize_bytes(text)
+            alone = self._ll.tokenize_bytes(text) if text.endswith(b'"') else []
             token = alone[0] if len(alone) == 1 else None
             for probe in _PROBES:
                 if token is None:
@@ -345,10 +349,12 @@ class TokenGrammar:
         name: str,
         *,
         single_token: Callable[[bytes], int | None] | None = None,
+        eos_token_ids: frozenset[int] = frozenset(),
     ) -> None:
         import numpy as np
 
         self._matcher = matcher
+        self._eos = eos_token_ids
         self._single_token = single_token
         self.vocab_size = vocab_size
         self.name = name
@@ -379,14 +385,31 @@ class TokenGrammar:
         bits = np.unpackbits(words.view(np.uint8), bitorder="little", count=self._known)
         mask = torch.zeros(self.vocab_size, dtype=torch.bool)
         mask[: self._known] = torch.from_numpy(bits.astype(np.bool_))
+        separate = self._separate_forced_token()
+        if separate is not None and mask[separate]:
+            # the same choice forced_tokens() makes, so a loop that only masks gets it too
+            mask[:] = False
+            mask[separate] = True
         return mask
 
+    def _separate_forced_token(self) -> int | None:
+        """The one token the forced text is, when llguidance would not force it itself."""
+        if self._single_token is None or self._matcher.compute_ff_tokens():
+            return None
+        rest = self._matcher.compute_ff_bytes()
+        return self._single_token(rest) if rest else None
+
     def is_allowed(self, token_id: int) -> bool:
-        """Whether ``token_id`` may come next (cheap; no mask is computed)."""
+        """Whether the grammar admits ``token_id`` next (cheap; no mask is computed).
+
+        The mask can be narrower: where a string value opens, it holds only the lone
+        quote token (see :meth:`forced_tokens`), though the grammar also admits the
+        quote merged with content (`` "$``); ``consume`` takes either.
+        """
         if not 0 <= token_id < self._known or self._matcher.is_error():
             return False
-        if self._mask is not None:
-            return bool(self._mask[token_id])
+        if token_id in self._eos:
+            return bool(self._matcher.is_accepting())
         return bool(self._matcher.validate_tokens([token_id]) == 1)
 
     def consume(self, token_id: int) -> None:

@@ -228,8 +228,12 @@ def test_forced_tokens_include_the_opening_quote_of_a_string_value(compiler, tok
     grammar = compiler.compile(JSONSchemaGrammar(schema))
     forced = grammar.forced_tokens()
     assert tokenizer.decode(forced) == '{"s": "'
-    assert forced[-1] == tokenizer.convert_tokens_to_ids('Ġ"')
-    drive(grammar, forced)
+    quote = tokenizer.convert_tokens_to_ids('Ġ"')
+    assert forced[-1] == quote
+    drive(grammar, forced[:-1])
+    # a loop that only masks gets the same choice: the quote alone, not '"' + content
+    assert grammar.allowed_mask().nonzero().flatten().tolist() == [quote]
+    drive(grammar, forced[-1:])
     drive(grammar, tokenizer.encode('x"}'))
     assert grammar.is_accepting()
 
@@ -238,3 +242,15 @@ def test_a_bare_space_that_would_merge_with_the_next_word_is_not_forced(compiler
     grammar = compiler.compile(JSONSchemaGrammar({"type": "object"}))
     drive(grammar, tokenizer.encode('{"a":'))
     assert grammar.forced_tokens() == []  # " " + "the" is "Ġt", "h", "e": no lone space
+
+
+def test_eos_only_once_the_output_is_complete(compiler, tokenizer):
+    grammar = compiler.compile(JSONSchemaGrammar({"type": "array"}))
+    drive(grammar, tokenizer.encode("[1"))
+    assert not grammar.is_allowed(TINY_EOS_ID)
+    with pytest.raises(GrammarError, match="not allowed"):
+        grammar.consume(TINY_EOS_ID)
+    drive(grammar, tokenizer.encode("]"))
+    assert grammar.is_allowed(TINY_EOS_ID) and grammar.allowed_mask()[TINY_EOS_ID]
+    grammar.consume(TINY_EOS_ID)
+    assert grammar.is_stopped()
