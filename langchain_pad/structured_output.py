@@ -27,7 +27,13 @@ from langchain_pad.engine.grammar import (
     JSONSchemaGrammar,
     json_schema_error,
 )
-from langchain_pad.tools import ToolSpec, convert_tools, parse_tool_calls, tool_call_grammar
+from langchain_pad.tools import (
+    DEFAULT_MAX_STRING_LENGTH,
+    ToolSpec,
+    convert_tools,
+    parse_tool_calls,
+    tool_call_grammar,
+)
 
 __all__ = ["Method", "StructuredOutputPlan", "structured_output_plan"]
 
@@ -47,11 +53,19 @@ class StructuredOutputPlan:
     """The JSON schema (None for ``json_mode``), e.g. to describe it in the prompt."""
 
 
-def structured_output_plan(schema: Any, method: Method = "json_schema") -> StructuredOutputPlan:
+def structured_output_plan(
+    schema: Any,
+    method: Method = "json_schema",
+    *,
+    max_string_length: int | None = DEFAULT_MAX_STRING_LENGTH,
+) -> StructuredOutputPlan:
     """Grammar and parser for ``schema`` (pydantic class, TypedDict, JSON schema dict).
 
     ``schema`` may be None for ``json_mode`` only. A schema the grammar library cannot
-    compile raises GrammarError here, at bind time.
+    compile raises GrammarError here, at bind time. The grammar is the schema tightened
+    (``engine.grammar.tighten_schema``: no undeclared keys, free strings non-empty and
+    at most ``max_string_length`` characters), so every output still fits the schema
+    as given, and a small model has less room to wander off or run out of budget.
     """
     if method == "json_mode":
         return StructuredOutputPlan(JSONSchemaGrammar({"type": "object"}), _json_parser(schema))
@@ -66,13 +80,14 @@ def structured_output_plan(schema: Any, method: Method = "json_schema") -> Struc
                 f"The structured output schema {title!r} cannot be compiled into a "
                 f"decoding grammar: {error}"
             )
-        return StructuredOutputPlan(
-            JSONSchemaGrammar(json_schema), _json_parser(schema), schema=json_schema
+        grammar = JSONSchemaGrammar(
+            json_schema, max_string_length=max_string_length, close_objects=True
         )
+        return StructuredOutputPlan(grammar, _json_parser(schema), schema=json_schema)
     if method == "function_calling":
         (tool,) = convert_tools([schema])
         return StructuredOutputPlan(
-            tool_call_grammar([tool], tool.name),
+            tool_call_grammar([tool], tool.name, max_string_length=max_string_length),
             _tool_parser(schema, tool.name),
             tool=tool,
             schema=tool.parameters,

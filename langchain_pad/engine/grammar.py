@@ -8,8 +8,9 @@ grammar which token was chosen; when the grammar has ended the row finishes.
 How a loop uses it, per step, for a row with a grammar ``g``:
 
 1. ``mask = g.allowed_mask()`` and ``logits[~mask] = -inf`` on the full vocabulary,
-   before repetition rules' log-softmax and before the top-K candidates are taken
-   (so PAD only scores allowed tokens; EOS is in the mask exactly when ``g`` accepts);
+   anywhere before the top-K candidates are taken (so PAD only scores allowed tokens;
+   masking before the log-softmax renormalizes the reported log-probs over the allowed
+   tokens). EOS is in the mask exactly when ``g`` accepts;
 2. pick a token as usual, then ``g.consume(token)``; if it is an EOS id, finish the
    row ("stop");
 3. if ``g.is_stopped()`` (nothing but EOS can follow), finish the row now ("stop")
@@ -20,13 +21,15 @@ How a loop uses it, per step, for a row with a grammar ``g``:
    allow exactly one token each, so a loop that ignores ``forced_tokens`` is still
    correct, only slower; it may also skip PAD scoring when the mask has one token.
 
-Why llguidance: it is a 3 MB abi3 wheel with no Python dependencies, computes a mask for
-a 49k vocabulary in tens of microseconds on one core (Earley parser over a token trie,
-so JSON schema, regex and Lark with ``%json`` sub-grammars share one engine), and has a
-plain numpy path. xgrammar (0.2.9) would pull torch, transformers and triton into the
-install and targets GPU kernels; outlines-core builds its index from
-``Vocabulary.from_pretrained``, which downloads from the hub, and compiles a full
-regex automaton per schema up front (slow for large schemas, no context-free grammars).
+Why llguidance: a 3 MB abi3 wheel with no Python dependencies and a plain numpy path;
+one Earley parser over a token trie serves JSON schema, regex and Lark with ``%json``
+sub-grammars; a mask for SmolLM2's 49k vocabulary costs 0.03-0.4 ms per step on one
+core, unpacking included (regex 0.03-0.06, a tool call 0.08-0.33, a JSON schema
+0.2-0.37 ms; consume 0.01-0.02 ms), next to ~35 ms for a decoding step. xgrammar
+(0.2.9) would pull torch, transformers and triton into the install and targets GPU
+kernels; outlines-core builds its index from ``Vocabulary.from_pretrained``, which
+downloads from the hub, and compiles a regex automaton per schema up front (slow for
+large schemas, no context-free grammars for the tool-call envelope).
 
 Heavy libraries (llguidance, numpy, torch) are imported inside functions: importing
 this module costs nothing.
