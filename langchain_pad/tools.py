@@ -38,6 +38,7 @@ __all__ = [
     "ToolSpec",
     "add_tools_prompt",
     "auto_tool_grammar",
+    "check_parameters",
     "convert_tools",
     "new_call_id",
     "normalize_tool_choice",
