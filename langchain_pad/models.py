@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,6 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     eos_token_ids: frozenset[int]
     context_length: int
-    extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def cache_dir() -> Path:
