@@ -18,7 +18,6 @@ from pathlib import Path
 from _demo import reward_model_dir
 
 from langchain_pad import PADChatModel
-from langchain_pad.models import load_model
 from langchain_pad.profiles import SQLiteProfileStore, Stage2Learner
 from langchain_pad.reward_models import resolve_reward_model
 
@@ -34,13 +33,11 @@ POLES = {"elementary": {"expertise": -2.0}, "expert": {"expertise": 2.0}}
 def main(max_tokens: int = 32) -> None:
     persrm = reward_model_dir()
     llm = PADChatModel(max_tokens=max_tokens, reward_model=persrm)
-    # the same PersRM object the chat model decodes with (loaded once per process)
-    from langchain_pad._runtime import reward_model_for
-
-    loaded = load_model()
-    reward_model = reward_model_for(resolve_reward_model(persrm), loaded)
+    # the same PersRM object the chat model decodes with (its runtime loads it once)
+    runtime = llm.get_runtime()
+    reward_model = runtime.reward_model(persrm)
     learner = Stage2Learner(
-        reward_model, loaded.tokenizer, reward_model_dir=resolve_reward_model(persrm)
+        reward_model, runtime.loaded.tokenizer, reward_model_dir=resolve_reward_model(persrm)
     )
     path = Path(tempfile.mkdtemp(prefix="pad-feedback-")) / "profiles.sqlite3"
     with SQLiteProfileStore(path, learner=learner) as store:

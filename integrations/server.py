@@ -20,16 +20,19 @@ Endpoints: ``POST /v1/chat/completions`` (JSON, or server-sent events with
 ``"stream": true``), ``GET /v1/models``, ``GET /health`` and ``GET /v1/pad/stats`` (the
 decoding thread's waves, to see batching at work).
 
-Personalization per request, first match wins: ``pad.weights`` (``w_p`` by axis name or
-as a vector) > ``pad.user_id`` or the standard ``user`` field (a profile in the server's
-profile store) > ``pad.preference`` (a preference in words, matched against the store's
-known profiles) > none. ``pad.beta`` scales the reward; ``pad.return_rewards`` adds the
-per-token PAD data to every chunk (streaming) or to the response.
+Personalization per request, decided by the library's one resolver
+(``langchain_pad.preferences``), first match wins: ``pad.weights`` (``w_p`` by axis name
+or as a vector) > ``pad.user_id`` or the standard ``user`` field (a profile in the
+server's profile store) > ``pad.preference`` (a preference in words, matched against the
+store's known profiles, or the reward model's anchor poles when the server has no store)
+> none. ``pad.beta`` scales the reward; ``pad.return_rewards`` adds the per-token PAD data
+to every chunk (streaming) or to the response.
 
 Concurrency: every request is one ``PADChatModel.astream`` on the server's event loop;
-the decoding itself runs on the engine's single decoding thread, which gathers the
-requests waiting within ``batch_window`` seconds into one batch, each row with its own
-``w_p`` (one decoding loop serving many users).
+the decoding itself runs on the server's :class:`~langchain_pad.runtime.PADRuntime`,
+whose one decoding thread gathers the requests waiting within ``batch_window`` seconds
+into one batch, plain and personalized rows alike, each row with its own ``w_p`` (one
+decoding loop serving many users).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import AIMessageChunk, BaseMessage
 
     from langchain_pad import PADChatModel
-    from langchain_pad.engine import BatchScheduler
+    from langchain_pad.runtime import PADRuntime
 
 __all__ = [
     "ChatCompletionRequest",
@@ -102,6 +105,9 @@ class ServerSettings:
     unknown_user: Literal["fallback", "error"] = "fallback"
     """A ``user`` with no stored profile: fall back (to ``pad.preference`` or no
     personalization), or answer 404. An explicit ``pad.user_id`` always gets 404."""
+    runtime: Any = None
+    """A :class:`~langchain_pad.runtime.PADRuntime` to serve on; None builds one from
+    ``model``, ``dtype`` and the batching settings above."""
 
 
 # ---------------------------------------------------------------------- request schema
@@ -287,6 +293,8 @@ class _Completion:
     model: str
     messages: list[BaseMessage]
     kwargs: dict[str, Any]
+    strict_user: bool
+    """The request named ``pad.user_id``: an unknown user is a 404, whatever the policy."""
     stream: bool
     include_usage: bool
     return_rewards: bool
@@ -298,31 +306,36 @@ class _Server:
 
     def __init__(self, settings: ServerSettings, llm: PADChatModel | None = None) -> None:
         from langchain_pad import PADChatModel
+        from langchain_pad.runtime import PADRuntime
 
         self.settings = settings
-        on_unknown_user = "fallback" if settings.unknown_user == "fallback" else "raise"
         if llm is None:
-            llm = PADChatModel(
-                model=settings.model,
-                reward_model=settings.reward_model,
+            runtime = settings.runtime or PADRuntime(
+                settings.model,
                 dtype=settings.dtype,
                 max_batch_size=settings.max_batch_size,
+                batch_window=settings.batch_window,
+                max_waves=settings.max_waves,
+            )
+            llm = PADChatModel(
+                runtime=runtime,
+                reward_model=settings.reward_model,
                 timeout=settings.request_timeout,
                 profile_store=settings.profile_store,
             )
-        self.llm: PADChatModel = llm.model_copy(update={"on_unknown_user": on_unknown_user})
+        self.runtime: PADRuntime = llm.get_runtime()
+        self.llm: PADChatModel = llm.model_copy(update={"unknown_user": settings.unknown_user})
+        # an explicit pad.user_id names a profile the client expects to exist: always 404
+        self.strict_llm: PADChatModel = llm.model_copy(update={"unknown_user": "error"})
         self.started = int(time.time())
         self.model_id = settings.served_model_name or self.llm.model_name
 
-    def scheduler(self) -> BatchScheduler:
-        """The decoding thread every request of this server goes through."""
-        return self.llm._batch_scheduler({})
-
     def warm_up(self) -> None:
         """Load the weights now (not on the first request); set the batching policy."""
-        scheduler = self.scheduler()
-        scheduler.batch_window = self.settings.batch_window
-        scheduler.max_waves = self.settings.max_waves
+        runtime = self.runtime
+        runtime.batch_window = self.settings.batch_window
+        runtime.max_waves = self.settings.max_waves
+        runtime.scheduler  # noqa: B018 - builds the engine and loads the weights
 
     async def read(self, request: Request) -> _Completion:
         body = await self._body(request)
@@ -336,10 +349,8 @@ class _Server:
             parsed = ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
             raise RequestError(422, _validation_message(exc)) from None
-        if self.llm.profile_store is None:
-            return self.resolve(parsed)
-        # profile lookups are blocking calls (SQLite, PostgreSQL): keep them off the loop
-        return await asyncio.to_thread(self.resolve, parsed)
+        # profiles are looked up by the chat model, off the event loop, when the call starts
+        return self.resolve(parsed)
 
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.max_request_bytes
@@ -405,47 +416,34 @@ class _Server:
             model=self.model_id,
             messages=to_langchain_messages(request.messages),
             kwargs=kwargs,
+            strict_user=pad.user_id is not None,
             stream=request.stream,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
             return_rewards=pad.return_rewards,
         )
 
     def _personalization(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        """The request's preference as call parameters; the resolver decides what wins."""
         pad = request.pad or PadOptions()
         out: dict[str, Any] = {}
         if pad.weights is not None:
-            out["weights"] = pad.weights  # checked by the reward model (axes, finite, bounds)
+            out["weights"] = pad.weights
         if pad.beta is not None:
             out["beta"] = pad.beta
-        store = self.llm.profile_store
-        if (pad.user_id is not None or pad.preference is not None) and store is None:
-            raise RequestError(
-                400,
-                "pad.user_id and pad.preference are looked up in a profile store, but this "
-                "server has none (start it with --profiles PATH); send pad.weights instead.",
-                param="pad",
-            )
+        if pad.preference is not None:
+            out["preference"] = pad.preference
         user_id = pad.user_id
-        if user_id is None and request.user and store is not None:
-            user_id = request.user
-        if pad.user_id is not None and pad.weights is None and store.get(pad.user_id) is None:
-            raise RequestError(
-                404,
-                f"no preference profile is stored for user {pad.user_id!r}.",
-                param="pad.user_id",
-                code="profile_not_found",
-            )
-        if user_id is not None and pad.weights is None:
-            if self.settings.unknown_user == "error" and store.get(user_id) is None:
+        if user_id is None and request.user and self.llm.profile_store is not None:
+            user_id = request.user  # OpenAI's `user` names a profile only where one is kept
+        if user_id is not None:
+            if self.llm.profile_store is None:
                 raise RequestError(
-                    404,
-                    f"no preference profile is stored for user {user_id!r}.",
-                    param="user",
-                    code="profile_not_found",
+                    400,
+                    "pad.user_id is looked up in a profile store, but this server has none "
+                    "(start it with --profiles PATH); send pad.weights or pad.preference.",
+                    param="pad.user_id",
                 )
             out["user_id"] = user_id
-        if pad.preference is not None and pad.weights is None:
-            out["preference"] = pad.preference
         return out
 
 
@@ -515,7 +513,8 @@ class _Run:
     def __init__(self, server: _Server, completion: _Completion) -> None:
         self.server = server
         self.completion = completion
-        self.chunks: AsyncIterator[AIMessageChunk] = server.llm.astream(
+        llm = server.strict_llm if completion.strict_user else server.llm
+        self.chunks: AsyncIterator[AIMessageChunk] = llm.astream(
             completion.messages, **completion.kwargs
         )
         self.first: AIMessageChunk | None = None
@@ -677,17 +676,7 @@ def create_app(
 
     @app.get("/v1/pad/stats")
     async def stats() -> dict[str, Any]:
-        scheduler = server.scheduler()
-        return {
-            "waves": len(scheduler.wave_sizes),
-            "wave_sizes": list(scheduler.wave_sizes),
-            "max_batch_size": scheduler.max_batch_size,
-            "batch_window": scheduler.batch_window,
-            "max_waves": scheduler.max_waves,
-            "forward_passes": sum(s.forward_passes for s in scheduler.wave_stats),
-            "forward_passes_per_wave": [s.forward_passes for s in scheduler.wave_stats],
-            "largest_batches": [max(s.batch_sizes, default=0) for s in scheduler.wave_stats],
-        }
+        return server.runtime.stats()
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:

@@ -1,15 +1,16 @@
 """PADChatModel: a LangChain chat model over langchain-pad's local decoding engine.
 
-A thin adapter: messages become prompt token ids (``_messages``), parameters become a
-``GenerationRequest``, the engine's per-token events become ``AIMessageChunk``s. All
-decoding happens on the engine's own thread (``BatchScheduler``), so sync, async,
-batch and concurrent callers share batched forward passes.
+A thin adapter: messages become prompt token ids (``_messages``), the call's preference
+becomes ``w_p`` (``preferences``), parameters become a ``GenerationRequest`` decoded on
+the model's :class:`~langchain_pad.runtime.PADRuntime`, and the engine's per-token
+events become ``AIMessageChunk``s (``_chunks``). It overrides LangChain's private hooks
+(``_generate``, ``_stream`` and their async twins); ``batch`` only raises LangChain's
+thread-pool width so that every input of a batch reaches the decoding thread at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,21 +19,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import ConfigDict, Field, model_validator
 
+from langchain_pad._chunks import PreparedCall
 from langchain_pad._messages import render_prompt, to_turns
-from langchain_pad.models import DEFAULT_MODEL
-from langchain_pad.reward_models import DEFAULT_REWARD_MODEL
+from langchain_pad.models import DEFAULT_MODEL, DEFAULT_REWARD_MODEL
+from langchain_pad.preferences import PreferenceQuery, PreferenceResolver, UnknownUser
 
 if TYPE_CHECKING:
-    from langchain_pad.engine import BatchScheduler, GenerationRequest, TokenEvent
-    from langchain_pad.models import LoadedModel
-    from langchain_pad.reward_model import PersonalizedRewardModel
+    from langchain_pad.engine import TokenEvent
+    from langchain_pad.runtime import PADRuntime
 
 __all__ = ["PADChatModel"]
 
@@ -52,147 +52,7 @@ _CALL_PARAMS = frozenset(
     }
 )
 _CONFIGURABLE_PARAMS = ("user_id", "preference")
-"""Call parameters also read from ``config["configurable"]`` (chains, LangGraph)."""
-
-
-class _Call:
-    """Everything one model call needs, resolved once; turns engine events into chunks.
-
-    Per-token data goes into every chunk as one-element lists: adding chunks
-    concatenates the lists, and a float never meets another float under the same key
-    (LangChain refuses to merge two different floats). Floats outside lists (weights,
-    beta, the summary) ride on the last chunk only. The lists sit in
-    ``generation_info`` and on the message's ``response_metadata`` alike: LangChain
-    copies the first into the second only on some paths (``stream``), after some
-    callbacks already saw the chunk (``invoke``, v3 event streams), and handlers that
-    read only the message (as LangGraph's ``stream_mode="messages"`` does) must find it.
-    LangChain folds the two into one dict when it builds the final message.
-    """
-
-    def __init__(
-        self,
-        model_name: str,
-        scheduler: BatchScheduler,
-        request: GenerationRequest,
-        tokenizer: Any = None,
-        reward_model: PersonalizedRewardModel | None = None,
-        profile: dict[str, Any] | None = None,
-    ) -> None:
-        self.model_name = model_name
-        self.scheduler = scheduler
-        self.request = request
-        self.tokenizer = tokenizer
-        self.axes = list(reward_model.axes) if reward_model is not None else None
-        self.default_beta = float(reward_model.beta) if reward_model is not None else None
-        self.profile = profile
-        self.completion_tokens = 0
-        self.summary = _PADSummary(len(self.axes or ()))
-
-    def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
-        self.completion_tokens += 1
-        last = event.finish_reason is not None
-        generation_info: dict[str, Any] = {
-            "token_ids": [event.token_id],
-            "token_logprobs": [event.logprob],
-            "token_texts": [event.token_text],
-        }
-        if event.record is not None:
-            generation_info["pad"] = self._pad_lists(event)
-        metadata = copy.deepcopy(generation_info)  # two owners, no shared lists
-        message = AIMessageChunk(content=event.text, response_metadata=metadata)
-        if last:
-            prompt_tokens = len(self.request.prompt_ids)
-            message = AIMessageChunk(
-                content=event.text,
-                chunk_position="last",
-                usage_metadata=UsageMetadata(
-                    input_tokens=prompt_tokens,
-                    output_tokens=self.completion_tokens,
-                    total_tokens=prompt_tokens + self.completion_tokens,
-                ),
-                response_metadata={
-                    **metadata,
-                    "model_name": self.model_name,
-                    "finish_reason": event.finish_reason,
-                    "model_provider": "pad",
-                    **self._pad_metadata(),
-                    **self._profile_metadata(),
-                },
-            )
-        return ChatGenerationChunk(message=message, generation_info=generation_info)
-
-    def _pad_lists(self, event: TokenEvent) -> dict[str, list[Any]]:
-        record = event.record or {}
-        self.summary.add(record)
-        lists: dict[str, list[Any]] = {
-            "token_id": [event.token_id],
-            "token_text": [event.token_text],
-        }
-        lists.update({key: [value] for key, value in record.items()})
-        if "base_token_id" in record:
-            base_id = record["base_token_id"]
-            same = base_id == event.token_id
-            lists["base_token_text"] = [event.token_text if same else self._piece(base_id)]
-        return lists
-
-    def _piece(self, token_id: int) -> str:
-        """A token's text on its own: only needed for the base choice PAD replaced."""
-        if self.tokenizer is None:
-            return ""
-        text: str = self.tokenizer.decode(
-            [token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
-        return text
-
-    def _profile_metadata(self) -> dict[str, Any]:
-        """Which preference profile steered this answer (and which version of it)."""
-        return {} if self.profile is None else {"pad_profile": self.profile}
-
-    def _pad_metadata(self) -> dict[str, Any]:
-        guidance = self.request.guidance
-        if guidance is None or self.axes is None:
-            return {}
-        beta = guidance.beta if guidance.beta is not None else self.default_beta
-        weights = dict(zip(self.axes, guidance.weights, strict=True))
-        return {
-            "pad_axes": list(self.axes),
-            "pad_weights": weights,
-            "pad_beta": beta,
-            "pad_summary": self.summary.result(self.axes, list(guidance.weights), beta or 0.0),
-        }
-
-
-class _PADSummary:
-    """Running totals for the summary the last chunk carries (means, share changed)."""
-
-    def __init__(self, num_axes: int) -> None:
-        self.tokens = 0
-        self.changed = 0
-        self.reward = 0.0
-        self.features = [0.0] * num_axes
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.tokens += 1
-        self.changed += bool(record.get("changed", False))
-        self.reward += float(record.get("reward", 0.0))
-        for axis, value in enumerate(record.get("features", ())[: len(self.features)]):
-            self.features[axis] += float(value)
-
-    def result(self, axes: list[str], weights: list[float], beta: float) -> dict[str, Any]:
-        n = max(self.tokens, 1)
-        mean_phi = [total / n for total in self.features]
-        return {
-            "tokens": self.tokens,
-            "changed_tokens": self.changed,
-            "changed_share": self.changed / n,
-            "mean_reward": self.reward / n,
-            # r = beta * sum_i w_i * phi_i, so each axis's share of the mean reward is
-            # beta * w_i * mean(phi_i); the shares add up to mean_reward.
-            "mean_reward_by_axis": {
-                axis: beta * w * phi for axis, w, phi in zip(axes, weights, mean_phi, strict=True)
-            },
-            "mean_features": dict(zip(axes, mean_phi, strict=True)),
-        }
+"""Call parameters also read from the run's ``configurable`` (chains, LangGraph)."""
 
 
 class PADChatModel(BaseChatModel):
@@ -210,25 +70,28 @@ class PADChatModel(BaseChatModel):
     answers = llm.batch(["Hi!", "What is 2 + 2?"])  # decoded together, one batch
     ```
 
-    Personalized per user with a preference-profile store (``langchain_pad.profiles``):
+    Personalized with the shipped PersRM, per call or per user:
 
     ```python
+    llm.invoke("Explain DNS.", weights={"expertise": -6.0})  # w_p by axis
+    llm.invoke("Explain DNS.", preference="explain it like I'm five")  # no store needed
+
     from langchain_pad.profiles import SQLiteProfileStore
 
-    llm = PADChatModel(reward_model="path/to/persrm", profile_store=SQLiteProfileStore())
+    llm = PADChatModel(profile_store=SQLiteProfileStore())
     llm.invoke("Explain DNS.", user_id="ana")  # ana's stored w_p
-    llm.invoke("Explain DNS.", preference="I'm a busy surgeon: bottom line first")
     chain.invoke(question, config={"configurable": {"user_id": "ana"}})  # inside chains
     ```
 
-    ``w_p`` per call: explicit ``weights`` > the ``user_id``'s profile > ``preference``
-    matched in the store > none; ``response_metadata["pad_profile"]`` says which
-    profile (and version) was used.
+    ``w_p`` per call (``langchain_pad.preferences``): the call's own ``weights`` /
+    ``user_id`` / ``preference`` set aside the instance's; then explicit ``weights`` >
+    the ``user_id``'s profile > ``preference`` matched against the store (or, with no
+    store, the reward model's anchor poles) > none. ``response_metadata["pad_profile"]``
+    says which profile (and version) was used.
 
-    ``model`` accepts the embedded default ``"smollm2-135m-instruct"``, a Hugging Face
-    id (when the hub is reachable or the model is in its local cache) or a local
-    directory written by ``save_pretrained``. Weights load on first use and are shared
-    by every instance in the process.
+    Every instance for the same model and dtype shares one
+    :class:`~langchain_pad.runtime.PADRuntime` (one engine, one decoding thread) unless
+    ``runtime=`` names another.
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
@@ -253,8 +116,12 @@ class PADChatModel(BaseChatModel):
     """Whether ``invoke`` streams through callbacks (it always decodes token by token)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weight dtype; bfloat16 halves memory traffic on CPUs that support it."""
-    max_batch_size: int = Field(default=32, ge=1)
-    """Most conversations decoded in one batch by the shared decoding thread."""
+    runtime: Any = Field(default=None, exclude=True)
+    """The :class:`~langchain_pad.runtime.PADRuntime` to decode on; None: the shared one
+    for ``model`` and ``dtype``."""
+    max_batch_size: int | None = Field(default=None, ge=1)
+    """Most conversations decoded in one batch: a setting of the runtime (see
+    ``PADRuntime(max_batch_size=...)``); given here, it must agree with the runtime."""
     reward_model: str | None = DEFAULT_REWARD_MODEL
     """PersRM directory for this base model, or ``"default"``: the one shipped for the
     embedded model (loaded only when a call asks for personalization); None: no PAD."""
@@ -270,27 +137,60 @@ class PADChatModel(BaseChatModel):
     """Default user whose stored profile supplies ``w_p`` (per call: ``user_id=``)."""
     preference: str | None = None
     """Default preference in words, matched against the store's known profiles."""
-    on_unknown_user: Literal["raise", "fallback"] = "raise"
-    """A ``user_id`` with no profile: raise, or fall back to ``preference``, then to none."""
+    unknown_user: UnknownUser = "error"
+    """A ``user_id`` with no profile: raise (``"error"``), or fall back to ``preference``,
+    then to none (``"fallback"``)."""
+    reveal_matched_users: bool = True
+    """Whether a ``preference`` match's metadata names the other users it matched; set
+    False where one process answers many users (anchors stay named either way)."""
 
     model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
 
     @model_validator(mode="before")
     @classmethod
-    def _warn_unknown_fields(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            known = set(cls.model_fields) | {
-                f.alias for f in cls.model_fields.values() if f.alias is not None
-            }
-            unknown = sorted(k for k in values if k not in known)
-            if unknown:
-                warnings.warn(
-                    f"PADChatModel ignores unknown parameter(s) {unknown}: it runs a local "
-                    "model (no API key or endpoint is used).",
-                    stacklevel=4,
-                )
-                values = {k: v for k, v in values.items() if k not in unknown}
+    def _check_fields(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        if "on_unknown_user" in values:  # the name before the resolver was unified
+            old = values.pop("on_unknown_user")
+            warnings.warn(
+                "on_unknown_user= is now unknown_user= ('error' | 'fallback').",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            values.setdefault("unknown_user", "error" if old == "raise" else old)
+        known = set(cls.model_fields) | {
+            f.alias for f in cls.model_fields.values() if f.alias is not None
+        }
+        unknown = sorted(k for k in values if k not in known)
+        if unknown:
+            warnings.warn(
+                f"PADChatModel ignores unknown parameter(s) {unknown}: it runs a local "
+                "model (no API key or endpoint is used).",
+                stacklevel=4,
+            )
+            values = {k: v for k, v in values.items() if k not in unknown}
         return values
+
+    @model_validator(mode="after")
+    def _check_runtime(self) -> PADChatModel:
+        runtime = self.runtime
+        if runtime is None:
+            return self
+        from langchain_pad.runtime import PADRuntime
+
+        if not isinstance(runtime, PADRuntime):
+            raise ValueError(f"runtime must be a PADRuntime, got {type(runtime).__name__}.")
+        if "model_name" not in self.model_fields_set:
+            self.model_name = runtime.model
+        if "dtype" not in self.model_fields_set:
+            self.dtype = runtime.dtype
+        if (self.model_name, self.dtype) != (runtime.model, runtime.dtype):
+            raise ValueError(
+                f"model={self.model_name!r}, dtype={self.dtype!r} differ from the runtime's "
+                f"({runtime.model!r}, {runtime.dtype!r}); leave them out to use the runtime's."
+            )
+        return self
 
     # ------------------------------------------------------------------ LangChain metadata
 
@@ -322,32 +222,46 @@ class PADChatModel(BaseChatModel):
             params["ls_stop"] = list(stops)
         return params
 
-    # ------------------------------------------------------------------ tokens
+    # ------------------------------------------------------------------ runtime and tokens
 
-    def _loaded(self, model_name: str | None = None) -> LoadedModel:
-        from langchain_pad.models import load_model
+    def get_runtime(self, model_name: str | None = None) -> PADRuntime:
+        """The runtime this model decodes on (the shared one unless ``runtime=`` was given)."""
+        from langchain_pad.runtime import PADRuntime
 
-        return load_model(model_name or self.model_name, dtype=self.dtype)
+        name = model_name or self.model_name
+        if self.runtime is not None and name == self.runtime.model:
+            runtime: PADRuntime = self.runtime
+        else:
+            runtime = PADRuntime.shared(name, self.dtype)
+        if self.max_batch_size is not None and self.max_batch_size != runtime.max_batch_size:
+            raise ValueError(
+                f"max_batch_size={self.max_batch_size} disagrees with the runtime of "
+                f"{name!r}, which decodes up to {runtime.max_batch_size} rows per batch for "
+                "every model that uses it. Set it once on the runtime (runtime.max_batch_size "
+                "= N), or pass runtime=PADRuntime(model, max_batch_size=N) for a separate one."
+            )
+        return runtime
 
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` under the model's own tokenizer."""
-        ids: list[int] = self._loaded().tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = self.get_runtime().loaded.tokenizer.encode(text, add_special_tokens=False)
         return ids
 
     def get_num_tokens_from_messages(
         self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
     ) -> int:
-        """Prompt length in tokens, chat template included (tools are not supported)."""
+        """Prompt tokens of ``messages``, chat template included (tools are not supported)."""
         if tools:
             raise NotImplementedError("PADChatModel does not support tool calling yet.")
-        return len(render_prompt(self._loaded().tokenizer, to_turns(messages)))
+        return len(render_prompt(self.get_runtime().loaded.tokenizer, to_turns(messages)))
 
-    # ------------------------------------------------------------------ calls
+    # ------------------------------------------------------------------ one call
 
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> _Call:
+    ) -> PreparedCall:
         from langchain_pad.engine import GenerationRequest, SamplingParams
+        from langchain_pad.engine.pad import PADGuidance, check_beta
 
         unknown = sorted(k for k in kwargs if k not in _CALL_PARAMS and not k.startswith("ls_"))
         if unknown:
@@ -356,9 +270,12 @@ class PADChatModel(BaseChatModel):
                 f"accepted per call: {sorted(_CALL_PARAMS)} and stop."
             )
         model_name = kwargs.get("model") or self.model_name
-        loaded = self._loaded(model_name)
-        prompt_ids = render_prompt(loaded.tokenizer, to_turns(messages))
+        runtime = self.get_runtime(model_name)
+        tokenizer = runtime.loaded.tokenizer
+        prompt_ids = render_prompt(tokenizer, to_turns(messages))
         stops = stop if stop is not None else self.stop
+        if isinstance(stops, str):
+            stops = [stops]  # one stop sequence, as LangChain and the OpenAI API read it
         params = SamplingParams(
             max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
             temperature=kwargs.get("temperature", self.temperature),
@@ -368,115 +285,60 @@ class PADChatModel(BaseChatModel):
             repetition_penalty=kwargs.get("repetition_penalty", self.repetition_penalty),
             stop=tuple(stops or ()),
         )
-        weights, profile = self._resolve_preference(kwargs)
-        beta = kwargs.get("beta", self.beta)
-        if kwargs.get("beta") is not None and weights is None:
-            raise ValueError("beta= scales the preference reward, but no weights= were given.")
-        reward_model = self._reward_model(loaded, needed=weights is not None or beta is not None)
-        guidance = None
-        if reward_model is not None and weights is not None:
-            from langchain_pad.engine.pad import PADGuidance
-
-            guidance = PADGuidance(reward_model.weight_vector(weights), beta)
-        scheduler = self._scheduler(loaded, reward_model)
-        request = GenerationRequest(tuple(prompt_ids), params, guidance)
-        return _Call(model_name, scheduler, request, loaded.tokenizer, reward_model, profile)
-
-    def _resolve_preference(
-        self, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, float] | list[float] | None, dict[str, Any] | None]:
-        """``w_p`` for this call, and where it came from.
-
-        Order: explicit ``weights`` > the ``user_id``'s stored profile > ``preference``
-        text matched in the store > no personalization. Each parameter is taken from
-        the call (kwargs or ``.bind``), else ``config["configurable"]``, else the model.
-        """
-        weights = kwargs.get("weights", self.weights)
-        user_id = kwargs.get("user_id", self.user_id)
-        preference = kwargs.get("preference", self.preference)
-        if weights is not None:
-            return weights, ({"source": "weights"} if user_id or preference else None)
-        if user_id is None and not preference:
-            return None, None
-        store = self.profile_store
-        if store is None:
-            raise ValueError(
-                "user_id= and preference= are looked up in a preference-profile store, but "
-                "this PADChatModel has none: pass profile_store=SQLiteProfileStore() (or another "
-                "ProfileStore)."
-            )
-        if user_id is not None:
-            found = store.get(user_id)
-            if found is not None:
-                return dict(found.weights), {
-                    "source": "user_id",
-                    "user_id": found.user_id,
-                    "version": found.version,
-                    "reward_model_id": found.reward_model.id,
-                }
-            if self.on_unknown_user == "raise":
-                from langchain_pad.profiles import UnknownProfileError
-
-                raise UnknownProfileError(
-                    f"no preference profile is stored for user {user_id!r}: create one "
-                    "(store.put, store.record_feedback or `langchain-pad profiles add`), or "
-                    "set on_unknown_user='fallback' to use preference= or no personalization."
-                )
-        unknown = {"unknown_user_id": user_id} if user_id is not None else {}
-        if not preference:
-            return None, {"source": "none", **unknown}
-        result = store.match(preference)
-        info: dict[str, Any] = {
-            "source": "preference" if result.matched else "none",
-            "preference": preference,
-            "matches": [
-                {
-                    "user_id": m.profile.user_id,
-                    "version": m.profile.version,
-                    "similarity": round(m.similarity, 4),
-                    "score": round(m.score, 4),
-                    **({} if m.probability is None else {"probability": round(m.probability, 4)}),
-                }
-                for m in result.matches
-            ],
-            "used": list(result.used),
-            **unknown,
-        }
-        return result.weights, info
-
-    def _reward_model(self, loaded: LoadedModel, *, needed: bool) -> PersonalizedRewardModel | None:
-        if self.reward_model is None:
-            if needed:
-                raise ValueError(
-                    "weights= and beta= steer decoding with a personalized reward model, but "
-                    "this PADChatModel has none: pass reward_model=<PersRM directory>."
-                )
-            return None
-        if not needed and self.reward_model == DEFAULT_REWARD_MODEL:
-            # plain calls never load the shipped PersRM; an explicit one is loaded so that
-            # plain and personalized calls share the same decoding waves
-            return None
-        from langchain_pad._runtime import reward_model_for
-        from langchain_pad.reward_models import resolve_reward_model
-
-        return reward_model_for(resolve_reward_model(self.reward_model), loaded)
-
-    def _scheduler(
-        self, loaded: LoadedModel, reward_model: PersonalizedRewardModel | None
-    ) -> BatchScheduler:
-        from langchain_pad._runtime import scheduler_for
-        from langchain_pad.reward_models import resolve_reward_model
-
-        return scheduler_for(
-            loaded,
-            self.dtype,
-            self.max_batch_size,
-            reward_model,
-            resolve_reward_model(self.reward_model)
-            if reward_model is not None and self.reward_model is not None
-            else None,
-            self.pad_normalize,
+        beta = check_beta(kwargs.get("beta", self.beta))
+        query = self._call_query(kwargs).over(
+            PreferenceQuery(self.weights, self.user_id, self.preference)
         )
+        if beta is not None and query.empty:
+            raise ValueError("beta= scales the preference reward, but no weights= were given.")
+        guidance, axes, profile = None, None, None
+        if not query.empty:
+            if self.reward_model is None:
+                raise ValueError(
+                    "weights=, user_id= and preference= steer decoding with a personalized "
+                    "reward model, but this PADChatModel has reward_model=None: pass "
+                    "reward_model='default' or a PersRM directory."
+                )
+            reward_model = self.reward_model
+            ref = runtime.reward_model_ref(reward_model)
+            resolved = self._resolver().resolve(
+                query,
+                axes=ref.axes,
+                reward_model_id=ref.id,
+                anchors=lambda: runtime.anchor_store(reward_model),
+            )
+            profile = resolved.metadata
+            if resolved.weights is not None:
+                rm = runtime.reward_model(reward_model)
+                axes = list(rm.axes)
+                guidance = PADGuidance(
+                    resolved.weights, beta, reward_model=rm, normalize=self.pad_normalize
+                )
+                beta = beta if beta is not None else float(rm.beta)
+        request = GenerationRequest(tuple(prompt_ids), params, guidance)
+        return PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
+
+    def _call_query(self, kwargs: dict[str, Any]) -> PreferenceQuery:
+        """The call's own layer: keywords (and ``.bind``), else the run's ``configurable``.
+
+        LangChain hands ``configurable`` to a model only through the run's context
+        (chains and LangGraph nodes set it); ``ensure_config()`` reads it there.
+        """
+        configurable = ensure_config().get("configurable") or {}
+        values = {key: kwargs.get(key) for key in ("weights", "user_id", "preference")}
+        for key in _CONFIGURABLE_PARAMS:
+            if values[key] is None and configurable.get(key) is not None:
+                values[key] = configurable[key]
+        return PreferenceQuery(**values)
+
+    def _resolver(self) -> PreferenceResolver:
+        return PreferenceResolver(
+            self.profile_store,
+            unknown_user=self.unknown_user,
+            reveal_matched_users=self.reveal_matched_users,
+        )
+
+    # ------------------------------------------------------------------ LangChain's hooks
 
     def _stream(
         self,
@@ -486,7 +348,7 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._prepare(messages, stop, kwargs)
-        events = call.scheduler.stream(call.request, timeout=self.timeout)
+        events = call.runtime.stream(call.request, timeout=self.timeout)
         try:
             for event in events:
                 chunk = call.chunk(event)
@@ -516,7 +378,9 @@ class PADChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         from langchain_pad.engine.scheduler import generation_timeout
 
-        call = self._prepare(messages, stop, kwargs)
+        # Tokenizing and profile look-ups block (SQLite, the embedding model's first
+        # load): off the event loop. to_thread copies the context, configurable included.
+        call = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[TokenEvent | BaseException | None] = asyncio.Queue()
 
@@ -525,7 +389,7 @@ class PADChatModel(BaseChatModel):
             # cancels this request instead of failing the batch.
             loop.call_soon_threadsafe(inbox.put_nowait, item)
 
-        ticket = call.scheduler.submit(call.request, deliver)
+        ticket = call.runtime.submit(call.request, deliver)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
             while True:
@@ -556,93 +420,14 @@ class PADChatModel(BaseChatModel):
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
-    # ------------------------------------------------------------------ configurable
-
-    def _configurable_kwargs(
-        self, config: RunnableConfig | None, kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Add ``user_id``/``preference`` from ``config["configurable"]`` unless given.
-
-        LangChain does not pass ``configurable`` on to ``_generate``/``_stream`` (and
-        copies only ``model`` and ``checkpoint_ns`` into run metadata), so the public
-        entry points read it here, including a config inherited from an enclosing chain.
-        """
-        configurable = ensure_config(config).get("configurable") or {}
-        extra = {
-            key: configurable[key]
-            for key in _CONFIGURABLE_PARAMS
-            if configurable.get(key) is not None and key not in kwargs
-        }
-        return {**kwargs, **extra} if extra else kwargs
-
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs = self._configurable_kwargs(config, kwargs)
-        return super().invoke(input, config, stop=stop, **kwargs)
-
-    async def _warm_preference(self, kwargs: dict[str, Any]) -> None:
-        """Match ``preference`` once in a worker thread before an async call, so that the
-        store's first embedding-model load and index build do not block the event loop
-        (the call's own match then hits the store's query cache and warm index)."""
-        preference = kwargs.get("preference", self.preference)
-        store = self.profile_store
-        if preference and store is not None and kwargs.get("weights", self.weights) is None:
-            await asyncio.to_thread(store.match, preference)
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs = self._configurable_kwargs(config, kwargs)
-        await self._warm_preference(kwargs)
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        kwargs = self._configurable_kwargs(config, kwargs)
-        yield from super().stream(input, config, stop=stop, **kwargs)
-
-    async def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        kwargs = self._configurable_kwargs(config, kwargs)
-        await self._warm_preference(kwargs)
-        async for chunk in super().astream(input, config, stop=stop, **kwargs):
-            yield chunk
-
     # ------------------------------------------------------------------ batching
 
-    def _batch_scheduler(self, kwargs: dict[str, Any]) -> BatchScheduler:
-        loaded = self._loaded(kwargs.get("model"))
-        return self._scheduler(loaded, self._reward_model(loaded, needed=False))
-
-    def _concurrent_configs(
+    def _wide_configs(
         self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None
     ) -> tuple[list[RunnableConfig], int]:
         configs = get_config_list(config, len(inputs))
         limit = configs[0].get("max_concurrency") or len(inputs)
-        width = min(limit, len(inputs), self.max_batch_size)
+        width = min(limit, len(inputs), self.get_runtime().max_batch_size)
         return [{**c, "max_concurrency": width} for c in configs], width
 
     def batch(
@@ -653,15 +438,17 @@ class PADChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Decode all inputs together: one forward pass per step for the whole batch.
+        """LangChain's own ``batch``, with every input submitted at once: one wave.
 
-        Each input still gets its own callbacks and run; the calling threads only wait
-        while the shared decoding thread runs the batch.
+        LangChain's thread pool defaults to a few workers per core, which would split a
+        batch of 8 into waves on a 2-core machine; this raises the pool to the batch
+        (capped by ``max_concurrency`` and the runtime's batch size) and holds the wave
+        until all inputs arrived. Each input still gets its own callbacks and run.
         """
         if len(inputs) <= 1:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs, width = self._concurrent_configs(inputs, config)
-        with self._batch_scheduler(kwargs).gathering(width):
+        configs, width = self._wide_configs(inputs, config)
+        with self.get_runtime(kwargs.get("model")).gathering(width):
             return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
@@ -677,8 +464,8 @@ class PADChatModel(BaseChatModel):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
-        configs, width = self._concurrent_configs(inputs, config)
-        with self._batch_scheduler(kwargs).gathering(width):
+        configs, width = self._wide_configs(inputs, config)
+        with self.get_runtime(kwargs.get("model")).gathering(width):
             return await super().abatch(
                 inputs, configs, return_exceptions=return_exceptions, **kwargs
             )

@@ -29,17 +29,23 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_MODEL",
+    "DEFAULT_REWARD_MODEL",
     "LoadedModel",
     "ModelLoadError",
     "cache_dir",
     "convert_embedded_model",
+    "default_reward_model_path",
     "embedded_model_dir",
     "load_model",
     "resolve_model_location",
+    "resolve_reward_model",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """Name of the embedded default base model."""
+
+DEFAULT_REWARD_MODEL = "default"
+"""Name of the PersRM trained for the embedded SmolLM2-135M-Instruct and shipped here."""
 
 CACHE_ENV_VAR = "LANGCHAIN_PAD_CACHE"
 """Environment variable that overrides the cache directory for converted models."""
@@ -67,6 +73,26 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     eos_token_ids: frozenset[int]
     context_length: int
+
+
+def default_reward_model_path() -> Path:
+    """Directory of the PersRM shipped inside the package."""
+    from importlib import resources
+
+    return Path(str(resources.files("langchain_pad") / "default_persrm"))
+
+
+def resolve_reward_model(name_or_path: str) -> str:
+    """``"default"`` -> the shipped directory; anything else is a PersRM directory."""
+    if name_or_path != DEFAULT_REWARD_MODEL:
+        return name_or_path
+    path = default_reward_model_path()
+    if not (path / "persrm.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the default reward model is missing from this install ({path}); reinstall "
+            "langchain-pad, or pass reward_model=<PersRM directory> (`langchain-pad train`)."
+        )
+    return str(path)
 
 
 def cache_dir() -> Path:

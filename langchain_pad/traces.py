@@ -10,45 +10,13 @@ while a run streams, or from a finished message with :meth:`RunTrace.from_messag
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["RunTrace", "TokenRecord", "records_table", "summarize", "traces_table"]
+from langchain_pad.records import TokenRecord, record_at, summarize
 
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """One generated token and, for guided runs, what the reward model said about it.
-
-    PAD fields are None for a run decoded without preference weights.
-    """
-
-    run_id: str
-    index: int
-    """Position of the token in the answer (0 = first generated token)."""
-    token_id: int
-    text: str
-    """This token's own text; the texts of a run join into the decoded answer."""
-    base_logprob: float | None = None
-    """log pi_LM(token | prefix) under the base model, before any guidance."""
-    reward: float | None = None
-    """``beta * w_p . phi`` for the chosen token: what PAD added to its score."""
-    features: tuple[float, ...] | None = None
-    """``phi_i`` per preference axis, in the order of :attr:`RunTrace.axes`."""
-    base_rank: int | None = None
-    """Rank of the chosen token among the base model's candidates (0 = its first choice)."""
-    changed: bool = False
-    """Whether guidance picked a token other than the base model's first choice."""
-    base_token_id: int | None = None
-    """The base model's own first choice at this step."""
-    base_token_text: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["features"] = list(self.features) if self.features is not None else None
-        return out
+__all__ = ["RunTrace", "TokenRecord", "record_at", "records_table", "summarize", "traces_table"]
 
 
 @dataclass
@@ -139,79 +107,6 @@ class RunTrace:
             finish_reason=metadata.get("finish_reason"),
             done=True,
         )
-
-
-def record_at(
-    run_id: str,
-    index: int,
-    token_id: int,
-    text: str,
-    logprob: float | None,
-    pad: Mapping[str, Sequence[Any]],
-) -> TokenRecord:
-    """The ``index``-th token from chunk-style lists (``pad`` empty for unguided runs)."""
-
-    def at(key: str) -> Any:
-        values = pad.get(key)
-        return values[index] if values is not None and index < len(values) else None
-
-    features = at("features")
-    base_logprob = at("base_logprob")
-    if base_logprob is None:
-        base_logprob = logprob  # the same number; unguided runs only have this one
-    return TokenRecord(
-        run_id=run_id,
-        index=index,
-        token_id=int(token_id),
-        text=str(text),
-        base_logprob=_float_or_none(base_logprob),
-        reward=_float_or_none(at("reward")),
-        features=tuple(float(f) for f in features) if features is not None else None,
-        base_rank=_int_or_none(at("base_rank")),
-        changed=bool(at("changed") or False),
-        base_token_id=_int_or_none(at("base_token_id")),
-        base_token_text=at("base_token_text"),
-    )
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def summarize(
-    tokens: Sequence[TokenRecord],
-    axes: Sequence[str],
-    weights: Mapping[str, float],
-    beta: float | None,
-) -> dict[str, Any]:
-    """Mean reward (in all and per axis), mean ``phi`` per axis, share of tokens changed.
-
-    The same figures :class:`~langchain_pad.PADChatModel` puts on a run's last chunk
-    as ``response_metadata["pad_summary"]``; the per-axis rewards add up to the mean
-    reward because ``r = beta * sum_i w_i * phi_i``.
-    """
-    guided = [t for t in tokens if t.reward is not None]
-    n = max(len(guided), 1)
-    mean_phi = [
-        math.fsum((t.features or ())[i] for t in guided if t.features and i < len(t.features)) / n
-        for i in range(len(axes))
-    ]
-    scale = beta or 0.0
-    return {
-        "tokens": len(guided),
-        "changed_tokens": sum(t.changed for t in guided),
-        "changed_share": sum(t.changed for t in guided) / n,
-        "mean_reward": math.fsum(t.reward or 0.0 for t in guided) / n,
-        "mean_reward_by_axis": {
-            axis: scale * weights.get(axis, 0.0) * phi
-            for axis, phi in zip(axes, mean_phi, strict=True)
-        },
-        "mean_features": dict(zip(axes, mean_phi, strict=True)),
-    }
 
 
 def records_table(records: Iterable[TokenRecord], axes: Sequence[str] = ()) -> dict[str, list[Any]]:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
+    from langchain_pad.records import PADStepRecord
+
 
 @dataclass(frozen=True)
 class ForwardOutput:
@@ -54,7 +56,7 @@ class GuideSession(Protocol):
     def score(self, step: DecodingStep) -> torch.Tensor:
         """Return new ``[rows, K]`` candidate scores."""
 
-    def records(self, chosen: torch.Tensor) -> list[dict[str, Any] | None]:
+    def records(self, chosen: torch.Tensor) -> list[PADStepRecord | None]:
         """Per row, what to report about the chosen candidate index (``[rows]``)."""
 
     def select_rows(self, keep: torch.Tensor) -> None:

@@ -35,9 +35,19 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from langchain_pad.records import PADStepRecord
+
 
 class PromptTooLongError(ValueError):
     """The prompt does not leave room for a single new token in the model's context."""
+
+
+class RowFailedError(RuntimeError):
+    """One row of a batch could not be decoded; the other rows of its batch go on."""
+
+
+RowErrorSink = Callable[[int, Exception], None]
+"""Receives ``(row, error)`` for a row that failed on its own; the row leaves the batch."""
 
 
 @dataclass
@@ -129,12 +139,18 @@ class DecodingEngine:
         guide: StepGuide | None = None,
         cancelled: Callable[[int], bool] | None = None,
         stats: WaveStats | None = None,
+        on_error: RowErrorSink | None = None,
     ) -> Iterator[TokenEvent]:
         """Decode ``requests`` together, yielding each token of each row as it is chosen.
 
         ``cancelled(row)`` is polled every step; a cancelled row leaves the batch
         silently. Rows finish independently; the last event of a row carries its
         ``finish_reason``. Counters go to ``stats`` (and ``last_stats``) as they happen.
+
+        A failure that belongs to one row (its sampler, its stop matching, a guide
+        score that is not finite) goes to ``on_error(row, error)`` and only that row
+        leaves the batch; without ``on_error`` it is raised. Failures of the batched
+        forward pass itself end the whole call.
         """
         import torch
 
@@ -144,7 +160,11 @@ class DecodingEngine:
             self.check_prompt(len(request.prompt_ids))
         with torch.inference_mode():
             yield from self._run(
-                requests, guide, cancelled or (lambda _row: False), stats or WaveStats()
+                requests,
+                guide,
+                cancelled or (lambda _row: False),
+                stats or WaveStats(),
+                on_error or _raise,
             )
 
     # ------------------------------------------------------------------ the loop
@@ -155,6 +175,7 @@ class DecodingEngine:
         guide: StepGuide | None,
         cancelled: Callable[[int], bool],
         stats: WaveStats,
+        on_error: RowErrorSink,
     ) -> Iterator[TokenEvent]:
         import torch
 
@@ -165,6 +186,7 @@ class DecodingEngine:
         if guide is not None and any(r.guided for r in rows):
             session = guide.start([r.request.guidance for r in rows])
         needs_hidden = session is not None and guide is not None and guide.needs_hidden_states
+        failed: dict[int, Exception] = {}
 
         input_ids, attention_mask = self._left_pad([list(r.request.prompt_ids) for r in rows])
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -193,14 +215,23 @@ class DecodingEngine:
                 )
             is_prefill = False
             logits = out.logits[:, -1, :].float()
-            chosen_ids, chosen_logprobs, records = self._choose(rows, logits, session, guide)
+            chosen_ids, chosen_logprobs, records = self._choose(
+                rows, logits, session, guide, failed
+            )
 
             keep: list[int] = []
             for position, row in enumerate(rows):
                 if cancelled(row.index):
                     continue
+                if position in failed:
+                    on_error(row.index, failed.pop(position))
+                    continue
+                try:
+                    released, finish, token_text = self._advance(row, int(chosen_ids[position]))
+                except Exception as exc:  # this row's own failure: the others go on
+                    on_error(row.index, _row_error(exc))
+                    continue
                 token_id = int(chosen_ids[position])
-                released, finish, token_text = self._advance(row, token_id)
                 record = records[position] if records is not None else None
                 yield TokenEvent(
                     row=row.index,
@@ -213,6 +244,7 @@ class DecodingEngine:
                 )
                 if finish is None:
                     keep.append(position)
+            failed.clear()
             if not keep:
                 break
             if len(keep) < len(rows):
@@ -236,8 +268,12 @@ class DecodingEngine:
         logits: torch.Tensor,
         session: GuideSession | None,
         guide: StepGuide | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any] | None] | None]:
-        """Pick one token per row; return ids, their base log-probs and guide records."""
+        failed: dict[int, Exception],
+    ) -> tuple[torch.Tensor, torch.Tensor, list[PADStepRecord | None] | None]:
+        """Pick one token per row; return ids, their base log-probs and guide records.
+
+        Rows whose pick fails are put in ``failed`` (by position) and get token 0.
+        """
         import torch
 
         base_logprobs = torch.log_softmax(logits, dim=-1)
@@ -262,9 +298,21 @@ class DecodingEngine:
             limits = torch.tensor(per_row_k).unsqueeze(1)
             beyond = torch.arange(k).unsqueeze(0) >= limits
             scores = scores.masked_fill(beyond, float("-inf"))
-        chosen = torch.empty(len(rows), dtype=torch.long)
+        # +inf or NaN can only come from a guide's arithmetic on one row's values (a huge
+        # beta, a broken reward model): that row fails, the others are decoded as usual.
+        broken = (torch.isnan(scores) | (scores == float("inf"))).any(dim=1).tolist()
+        chosen = torch.zeros(len(rows), dtype=torch.long)
         for position, row in enumerate(rows):
-            chosen[position] = self._pick(row, scores[position])
+            if broken[position]:
+                failed[position] = RowFailedError(
+                    "the guided scores of this request are not finite numbers; lower its "
+                    "beta or its preference weights."
+                )
+                continue
+            try:
+                chosen[position] = self._pick(row, scores[position])
+            except Exception as exc:  # this row's own failure: the others go on
+                failed[position] = _row_error(exc)
         records = session.records(chosen) if session is not None else None
         rows_index = torch.arange(len(rows))
         return (
@@ -362,3 +410,16 @@ class DecodingEngine:
         from transformers import DynamicCache
 
         return DynamicCache(config=self.model.config)
+
+
+def _raise(_row: int, error: Exception) -> None:
+    raise error
+
+
+def _row_error(exc: Exception) -> Exception:
+    """A row's failure as its caller sees it: request errors as they are, others wrapped."""
+    if isinstance(exc, ValueError | TypeError | RowFailedError):
+        return exc
+    error = RowFailedError(f"decoding this request failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

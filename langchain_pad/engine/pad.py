@@ -8,6 +8,10 @@ The PersRM reads the base model's own trunk hidden states (``observe``), runs on
 adapter layers with their own KV cache, and scores all K candidates in one matrix
 product, so the extra cost per token is a few layers, not a second model.
 
+One wave may mix plain rows and rows guided by different reward models (one runtime
+serves them all): rows are grouped by reward model, each group keeps its own adapter
+cache over its own rows, and plain rows run no adapter at all.
+
 ``normalize="candidates"`` (default) normalizes both ``pihat_theta_i`` and ``pi_ref``
 over the K candidates instead of the whole vocabulary. The two normalizers are constant
 across the candidates of a step, so rewards differ from the vocabulary-normalized ones
@@ -20,41 +24,71 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from langchain_pad.engine.guidance import DecodingStep, ForwardOutput
+from langchain_pad.records import PADStepRecord
 
 if TYPE_CHECKING:
     from langchain_pad.reward_model import PersonalizedRewardModel
 
 Normalization = Literal["candidates", "vocab"]
 
+MAX_BETA = 1e4
+"""Largest reward scale a row may ask for: far above any useful value (the shipped
+PersRM's is 0.1), and small enough that ``beta * w * phi`` stays finite in float32."""
+
+
+def check_beta(beta: float | None) -> float | None:
+    """``beta`` as the engine can carry it, or a ValueError naming what is accepted."""
+    if beta is None:
+        return None
+    if isinstance(beta, bool) or not isinstance(beta, int | float):
+        raise ValueError(f"beta must be a number in (0, {MAX_BETA:g}], got {beta!r}.")
+    value = float(beta)
+    if not (math.isfinite(value) and 0 < value <= MAX_BETA):
+        raise ValueError(f"beta must be a number in (0, {MAX_BETA:g}], got {beta!r}.")
+    return value
+
 
 @dataclass(frozen=True)
 class PADGuidance:
-    """Per-row payload: the user's ``w_p`` (one weight per axis) and optionally ``beta``."""
+    """Per-row payload: the user's ``w_p`` (one weight per axis) and optionally ``beta``.
+
+    ``reward_model`` names the PersRM that scores this row; None uses the guide's own
+    (a guide built for one reward model, as tests and benchmarks do).
+    """
 
     weights: tuple[float, ...]
     beta: float | None = None
+    reward_model: PersonalizedRewardModel | None = field(default=None, compare=False)
+    normalize: Normalization | None = None
 
     def __post_init__(self) -> None:
         if not all(math.isfinite(w) for w in self.weights):
             raise ValueError(f"preference weights must be finite numbers, got {self.weights}.")
-        if self.beta is not None and not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}.")
+        check_beta(self.beta)
+        if self.normalize not in (None, "candidates", "vocab"):
+            raise ValueError(f"normalize must be 'candidates' or 'vocab', got {self.normalize!r}.")
+        rm = self.reward_model
+        if rm is not None and len(self.weights) != rm.num_axes:
+            raise ValueError(
+                f"w_p has {len(self.weights)} weights but the reward model has {rm.num_axes} "
+                f"axes ({', '.join(rm.axes)})."
+            )
 
 
 class PADGuide:
-    """A :class:`~langchain_pad.engine.guidance.StepGuide` backed by a PersRM."""
+    """A :class:`~langchain_pad.engine.guidance.StepGuide` backed by one or more PersRMs."""
 
     needs_hidden_states = True
 
     def __init__(
         self,
-        reward_model: PersonalizedRewardModel,
+        reward_model: PersonalizedRewardModel | None = None,
         *,
         default_candidates: int = 10,
         normalize: Normalization = "candidates",
@@ -68,26 +102,86 @@ class PADGuide:
         self.normalize: Normalization = normalize
 
     def start(self, payloads: Sequence[Any]) -> PADSession:
-        return PADSession(self.reward_model, payloads, self.normalize)
+        return PADSession(payloads, self.reward_model, self.normalize)
+
+
+class _Group:
+    """The rows of a wave that one reward model scores, with that model's adapter cache."""
+
+    def __init__(self, rm: PersonalizedRewardModel, normalize: Normalization) -> None:
+        from transformers import DynamicCache
+
+        self.rm = rm
+        self.normalize: Normalization = normalize
+        self.positions: list[int] = []
+        """Positions of this group's rows in the wave's current rows."""
+        self.weights: list[tuple[float, ...]] = []
+        self.betas: list[float] = []
+        self.cache = DynamicCache(config=rm.adapter.config)
+        self.adapted: torch.Tensor | None = None
+
+    def freeze(self) -> None:
+        self.index = torch.tensor(self.positions, dtype=torch.long)
+        self.weight_matrix = torch.tensor(self.weights, dtype=torch.float32)
+        self.beta_vector = torch.tensor(self.betas, dtype=torch.float32)
+
+    def observe(self, forward: ForwardOutput) -> None:
+        trunk = forward.hidden_states[self.rm.trunk_layer][self.index]
+        adapted = self.rm.adapt(
+            trunk,
+            attention_mask=forward.attention_mask[self.index],
+            position_ids=forward.position_ids[self.index],
+            cache=self.cache,
+        )
+        self.adapted = adapted[:, -1]
+
+    def phi(self, candidate_ids: torch.Tensor, base_logprobs: torch.Tensor) -> torch.Tensor:
+        """``phi(s, a)`` for this group's rows and candidates: ``[G, K, d]`` (eq. 5)."""
+        if self.adapted is None:
+            raise RuntimeError("PADSession.score called before observe(): no hidden state yet.")
+        per_axis = self.rm.axis_hidden(self.adapted)  # [G, d, H]
+        lm_head = self.rm.lm_head_weight
+        if self.normalize == "candidates":
+            embeddings = lm_head[candidate_ids]  # [G, K, H]
+            theta_logits = torch.einsum("bdh,bkh->bkd", per_axis, embeddings).float()
+            theta = torch.log_softmax(theta_logits, dim=1)
+            ref = torch.log_softmax(base_logprobs, dim=1).unsqueeze(-1)
+        else:
+            theta_full = torch.log_softmax((per_axis @ lm_head.T).float(), dim=-1)  # [G, d, V]
+            index = candidate_ids.unsqueeze(1).expand(-1, theta_full.shape[1], -1)
+            theta = theta_full.gather(-1, index).transpose(1, 2)  # [G, K, d]
+            ref = base_logprobs.unsqueeze(-1)
+        return theta - ref
+
+    def select(self, keep: list[int]) -> bool:
+        """Keep the group's rows still in the wave (``keep``: old positions, new order)."""
+        where = {old: local for local, old in enumerate(self.positions)}
+        kept = [(new, where[old]) for new, old in enumerate(keep) if old in where]
+        if not kept:
+            return False
+        local = torch.tensor([local for _, local in kept], dtype=torch.long)
+        if len(kept) < len(self.positions):
+            self.cache.batch_select_indices(local)
+            if self.adapted is not None:
+                self.adapted = self.adapted[local]
+            self.weights = [self.weights[i] for _, i in kept]
+            self.betas = [self.betas[i] for _, i in kept]
+        self.positions = [new for new, _ in kept]
+        self.freeze()
+        return True
 
 
 class PADSession:
-    """PAD state for one wave: adapter KV cache, per-row ``w_p`` and ``beta``."""
+    """PAD state for one wave: per reward model, its rows, their ``w_p`` and ``beta``."""
 
     def __init__(
         self,
-        reward_model: PersonalizedRewardModel,
         payloads: Sequence[Any],
-        normalize: Normalization,
+        default_reward_model: PersonalizedRewardModel | None = None,
+        normalize: Normalization = "candidates",
     ) -> None:
-        from transformers import DynamicCache
-
-        self.rm = reward_model
-        self.normalize = normalize
-        d = reward_model.num_axes
-        weights = torch.zeros(len(payloads), d)
-        betas = torch.full((len(payloads),), reward_model.beta)
-        guided = torch.zeros(len(payloads), dtype=torch.bool)
+        self.rows = len(payloads)
+        groups: dict[tuple[int, str], _Group] = {}
         for row, payload in enumerate(payloads):
             if payload is None:
                 continue
@@ -95,97 +189,70 @@ class PADSession:
                 raise TypeError(
                     f"PAD rows need a PADGuidance payload, got {type(payload).__name__}."
                 )
-            if len(payload.weights) != d:
+            rm = payload.reward_model or default_reward_model
+            if rm is None:
+                raise ValueError("a PAD row names no reward model and the guide has none.")
+            if len(payload.weights) != rm.num_axes:
                 raise ValueError(
-                    f"w_p has {len(payload.weights)} weights but the reward model has {d} axes "
-                    f"({', '.join(reward_model.axes)})."
+                    f"w_p has {len(payload.weights)} weights but the reward model has "
+                    f"{rm.num_axes} axes ({', '.join(rm.axes)})."
                 )
-            weights[row] = torch.tensor(payload.weights)
-            if payload.beta is not None:
-                betas[row] = payload.beta
-            guided[row] = True
-        self.weights, self.betas, self.guided = weights, betas, guided
-        self.cache = DynamicCache(config=reward_model.adapter.config)
-        self.adapted: torch.Tensor | None = None
-        self._phi: torch.Tensor | None = None
-        self._reward: torch.Tensor | None = None
+            mode = payload.normalize or normalize
+            group = groups.setdefault((id(rm), mode), _Group(rm, mode))
+            group.positions.append(row)
+            group.weights.append(payload.weights)
+            group.betas.append(payload.beta if payload.beta is not None else rm.beta)
+        self.groups = list(groups.values())
+        for group in self.groups:
+            group.freeze()
+        self._chosen_parts: list[tuple[_Group, torch.Tensor, torch.Tensor]] = []
         self._base_logprobs: torch.Tensor | None = None
         self._base_choice: torch.Tensor | None = None
 
     def observe(self, forward: ForwardOutput) -> None:
-        trunk = forward.hidden_states[self.rm.trunk_layer]
-        adapted = self.rm.adapt(
-            trunk,
-            attention_mask=forward.attention_mask,
-            position_ids=forward.position_ids,
-            cache=self.cache,
-        )
-        self.adapted = adapted[:, -1]
+        for group in self.groups:
+            group.observe(forward)
 
     def score(self, step: DecodingStep) -> torch.Tensor:
-        if self.adapted is None:
-            raise RuntimeError("PADSession.score called before observe(): no hidden state yet.")
-        per_axis = self.rm.axis_hidden(self.adapted)  # [B, d, H]
-        lm_head = self.rm.lm_head_weight
-        if self.normalize == "candidates":
-            embeddings = lm_head[step.candidate_ids]  # [B, K, H]
-            theta_logits = torch.einsum("bdh,bkh->bkd", per_axis, embeddings).float()
-            theta = torch.log_softmax(theta_logits, dim=1)
-            ref = torch.log_softmax(step.base_logprobs, dim=1).unsqueeze(-1)
-        else:
-            theta_full = torch.log_softmax((per_axis @ lm_head.T).float(), dim=-1)  # [B, d, V]
-            index = step.candidate_ids.unsqueeze(1).expand(-1, theta_full.shape[1], -1)
-            theta = theta_full.gather(-1, index).transpose(1, 2)  # [B, K, d]
-            ref = step.base_logprobs.unsqueeze(-1)
-        phi = theta - ref  # [B, K, d]   eq. 5
-        reward = self.betas.unsqueeze(1) * (phi @ self.weights.unsqueeze(-1)).squeeze(-1)  # eq. 6
-        reward = reward * self.guided.unsqueeze(1)
-        self._phi, self._reward, self._base_logprobs = phi, reward, step.base_logprobs
+        reward = torch.zeros_like(step.scores)
+        self._chosen_parts = []
+        for group in self.groups:
+            index = group.index
+            phi = group.phi(step.candidate_ids[index], step.base_logprobs[index])  # [G, K, d]
+            r = group.beta_vector.unsqueeze(1) * (phi @ group.weight_matrix.unsqueeze(-1))[..., 0]
+            reward[index] = r  # eq. 6
+            self._chosen_parts.append((group, phi, r))
+        self._base_logprobs = step.base_logprobs
         # Candidates come best base score first: column 0 is what the base model would
         # have picked here, kept so explanations can name the token PAD replaced.
         self._base_choice = step.candidate_ids[:, 0]
         return step.scores + reward  # eq. 7
 
-    def records(self, chosen: torch.Tensor) -> list[dict[str, Any] | None]:
-        """Per guided row: the chosen token's reward, ``phi``, base log-prob and rank.
-
-        ``base_token_id`` is the base model's own first choice at this step (rank 0 of
-        the candidates); it equals the chosen token unless ``changed``.
-        """
-        if (
-            self._phi is None
-            or self._reward is None
-            or self._base_logprobs is None
-            or self._base_choice is None
-        ):
-            return [None] * len(chosen)
+    def records(self, chosen: torch.Tensor) -> list[PADStepRecord | None]:
+        """Per row: the chosen candidate's reward, ``phi``, base log-prob and rank."""
+        out: list[PADStepRecord | None] = [None] * len(chosen)
+        if self._base_logprobs is None or self._base_choice is None:
+            return out
+        ranks = chosen.tolist()
         rows = torch.arange(len(chosen))
-        reward = self._reward[rows, chosen].tolist()
-        phi = self._phi[rows, chosen].tolist()
         base = self._base_logprobs[rows, chosen].tolist()
         base_choice = self._base_choice.tolist()
-        ranks = chosen.tolist()
-        out: list[dict[str, Any] | None] = []
-        for row, is_guided in enumerate(self.guided.tolist()):
-            if not is_guided:
-                out.append(None)
-                continue
-            out.append(
-                {
-                    "reward": reward[row],
-                    "features": phi[row],
-                    "base_logprob": base[row],
-                    "base_rank": ranks[row],
-                    "changed": ranks[row] != 0,
-                    "base_token_id": base_choice[row],
-                }
-            )
+        for group, phi, reward in self._chosen_parts:
+            local = torch.arange(len(group.positions))
+            picked = chosen[group.index]
+            rewards = reward[local, picked].tolist()
+            features = phi[local, picked].tolist()
+            for i, row in enumerate(group.positions):
+                out[row] = PADStepRecord(
+                    reward=rewards[i],
+                    features=tuple(features[i]),
+                    base_logprob=base[row],
+                    base_rank=ranks[row],
+                    base_token_id=base_choice[row],
+                )
         return out
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        self.cache.batch_select_indices(keep)
-        self.weights = self.weights[keep]
-        self.betas = self.betas[keep]
-        self.guided = self.guided[keep]
-        if self.adapted is not None:
-            self.adapted = self.adapted[keep]
+        positions = keep.tolist()
+        self.groups = [g for g in self.groups if g.select(positions)]
+        self.rows = len(positions)

@@ -20,6 +20,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,6 +38,14 @@ def generation_timeout(timeout: float | None) -> TimeoutError:
         f"Generation did not finish within timeout={timeout} s; "
         "raise the timeout or lower max_tokens."
     )
+
+
+@dataclass
+class SchedulerTotals:
+    """Counters since the scheduler started: bounded memory, however long it runs."""
+
+    waves: int = 0
+    rows: int = 0
 
 
 class EngineClosedError(RuntimeError):
@@ -108,6 +117,7 @@ class BatchScheduler:
         gather_timeout: float = 2.0,
         batch_window: float = 0.0,
         max_waves: int = 1,
+        stats_window: int = 256,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -121,8 +131,13 @@ class BatchScheduler:
             raise ValueError(f"max_waves must be >= 1, got {max_waves}.")
         self.max_waves = max_waves
         """Waves decoded at once, a step of each in turn (1: one wave after another)."""
-        self.wave_sizes: list[int] = []
-        self.wave_stats: list[WaveStats] = []
+        if stats_window < 1:
+            raise ValueError(f"stats_window must be >= 1, got {stats_window}.")
+        self._wave_sizes: deque[int] = deque(maxlen=stats_window)
+        self._wave_stats: deque[WaveStats] = deque(maxlen=stats_window)
+        self._evicted_passes = 0
+        self.totals = SchedulerTotals()
+        """Counters over the scheduler's whole life (the per-wave lists keep a window)."""
         self._pending: list[RequestTicket] = []
         self._running: list[RequestTicket] = []
         self._expected = 0
@@ -130,6 +145,31 @@ class BatchScheduler:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def wave_sizes(self) -> list[int]:
+        """Rows per wave, for the last ``stats_window`` waves (oldest first)."""
+        return list(self._wave_sizes)
+
+    @property
+    def wave_stats(self) -> list[WaveStats]:
+        """Counters of the last ``stats_window`` waves (oldest first)."""
+        return list(self._wave_stats)
+
+    @property
+    def forward_passes(self) -> int:
+        """Forward passes since the scheduler started (waves past the window included)."""
+        return self._evicted_passes + sum(s.forward_passes for s in list(self._wave_stats))
+
+    def _record_wave(self, size: int, stats: WaveStats) -> None:
+        if len(self._wave_stats) == self._wave_stats.maxlen:
+            self._evicted_passes += self._wave_stats[0].forward_passes
+        self._wave_sizes.append(size)
+        self._wave_stats.append(stats)
+        self.totals.waves += 1
+        self.totals.rows += size
 
     # ------------------------------------------------------------------ submitting
 
@@ -232,7 +272,6 @@ class BatchScheduler:
                 return
             if not wave:
                 continue
-            self.wave_sizes.append(len(wave))
             with self._cond:
                 self._running = wave
             try:
@@ -244,13 +283,19 @@ class BatchScheduler:
     def _run_wave(self, wave: list[RequestTicket]) -> None:
         finished: set[int] = set()
         stats = WaveStats()
-        self.wave_stats.append(stats)  # before any caller can see its last event
+        self._record_wave(len(wave), stats)  # before any caller can see its last event
+
+        def fail_row(row: int, error: Exception) -> None:
+            wave[row].deliver(error)
+            finished.add(row)
+
         try:
             events = self.engine.stream(
                 [t.request for t in wave],
                 guide=self.guide,
                 cancelled=lambda row: wave[row].cancelled,
                 stats=stats,
+                on_error=fail_row,
             )
             for event in events:
                 wave[event.row].deliver(event)
@@ -282,7 +327,6 @@ class BatchScheduler:
                 if wave is None and not active:
                     return
                 if wave:
-                    self.wave_sizes.append(len(wave))
                     active.append(self._start_wave(wave))
                     self._set_running(active)
                 for current in list(active):
@@ -319,26 +363,38 @@ class BatchScheduler:
 
     def _start_wave(self, wave: list[RequestTicket]) -> _ActiveWave:
         stats = WaveStats()
-        self.wave_stats.append(stats)  # before any caller can see its last event
+        self._record_wave(len(wave), stats)  # before any caller can see its last event
+        finished: set[int] = set()
+
+        def fail_row(row: int, error: Exception) -> None:
+            wave[row].deliver(error)
+            finished.add(row)
+
         events = self.engine.stream(
             [t.request for t in wave],
             guide=self.guide,
             cancelled=lambda row: wave[row].cancelled,
             stats=stats,
+            on_error=fail_row,
         )
-        return _ActiveWave(wave, events, stats)
+        return _ActiveWave(wave, events, stats, finished)
 
 
 class _ActiveWave:
     """One wave's event stream, advanced a decoding step at a time."""
 
     def __init__(
-        self, tickets: list[RequestTicket], events: Iterator[TokenEvent], stats: WaveStats
+        self,
+        tickets: list[RequestTicket],
+        events: Iterator[TokenEvent],
+        stats: WaveStats,
+        finished: set[int],
     ) -> None:
         self.tickets = tickets
         self.events = events
         self.stats = stats
-        self.finished: set[int] = set()
+        self.finished = finished
+        """Rows whose stream has ended (shared with the wave's row-error sink)."""
 
     def step(self) -> bool:
         """Deliver the events of (about) one more forward pass; False once the wave ended."""

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from langchain_pad.records import PADStepRecord
 
 FinishReason = Literal["stop", "length", "cancelled"]
+
+SEED_MIN = -(2**63)
+SEED_MAX = 2**64 - 1
+"""The seeds ``torch.Generator.manual_seed`` accepts."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -23,23 +38,38 @@ class SamplingParams:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        # Checked here, where the request is built, so that a bad value fails its own
+        # caller with the parameter's name instead of a whole batch on the decoding thread.
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
             raise ValueError(
                 f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}."
             )
-        if not math.isfinite(self.temperature) or self.temperature < 0:
+        if not _is_number(self.temperature) or not (
+            math.isfinite(self.temperature) and self.temperature >= 0
+        ):
             raise ValueError(
                 f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}."
             )
-        if not (0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}.")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+        if not _is_number(self.top_p) or not (0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be a number in (0, 1], got {self.top_p!r}.")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
             raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}.")
-        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+        if self.seed is not None and (
+            not _is_int(self.seed) or not (SEED_MIN <= self.seed <= SEED_MAX)
+        ):
+            raise ValueError(
+                f"seed must be None or an integer in [{SEED_MIN}, {SEED_MAX}] (what the "
+                f"sampler's generator accepts), got {self.seed!r}."
+            )
+        if not _is_number(self.repetition_penalty) or not (
+            math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0
+        ):
             raise ValueError(
                 f"repetition_penalty must be a finite number > 0 (1 = off), "
                 f"got {self.repetition_penalty!r}."
             )
+        if isinstance(self.stop, str) or not isinstance(self.stop, tuple):
+            raise ValueError(f"stop must be a tuple of strings, got {self.stop!r}.")
         for s in self.stop:
             if not isinstance(s, str) or s == "":
                 raise ValueError(f"stop sequences must be non-empty strings, got {s!r}.")
@@ -81,7 +111,7 @@ class TokenEvent:
     logprob: float
     """Log-probability of the token under the base model (before any guidance)."""
     finish_reason: FinishReason | None = None
-    record: dict[str, Any] | None = None
+    record: PADStepRecord | None = None
     """Per-token data the step guides attached (e.g. PAD rewards); None without guides."""
     token_text: str = ""
     """This token's own share of the decoded text, before stop sequences hold text back.
@@ -101,7 +131,7 @@ class GenerationOutput:
     logprobs: list[float]
     finish_reason: FinishReason
     prompt_tokens: int
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[PADStepRecord] = field(default_factory=list)
 
     @property
     def completion_tokens(self) -> int:

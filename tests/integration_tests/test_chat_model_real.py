@@ -30,7 +30,7 @@ def llm(loaded) -> PADChatModel:
 
 
 def scheduler(llm: PADChatModel):
-    return llm._batch_scheduler({})
+    return llm.get_runtime().scheduler
 
 
 def test_invoke_returns_usage_and_metadata(llm):

@@ -47,9 +47,9 @@ def check(trace, engine_run, question: str) -> None:
     out = engine_run(question)
     assert [t.token_id for t in trace.tokens] == out.token_ids  # one record per token
     assert [t.reward for t in trace.tokens] == pytest.approx(
-        [r["reward"] for r in out.records], abs=1e-4
+        [r.reward for r in out.records], abs=1e-4
     )
-    assert [t.changed for t in trace.tokens] == [r["changed"] for r in out.records]
+    assert [t.changed for t in trace.tokens] == [r.changed for r in out.records]
     assert trace.text == out.text or trace.text.startswith(out.text)
 
 

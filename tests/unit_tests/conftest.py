@@ -104,14 +104,15 @@ def tiny_persrm_dir(tiny_model, tmp_path_factory) -> str:
 def tiny_chat_model(tiny_loaded, tiny_persrm_dir):
     """A PADChatModel class running the tiny model: ``tiny_chat_model(max_tokens=8)``."""
     from langchain_pad import PADChatModel
+    from langchain_pad.runtime import PADRuntime
 
-    class TinyPADChatModel(PADChatModel):
-        def _loaded(self, model_name=None):
-            return tiny_loaded
+    runtime = PADRuntime.from_loaded(tiny_loaded)
 
     def build(**kwargs):
         kwargs.setdefault("reward_model", tiny_persrm_dir)
         kwargs.setdefault("max_tokens", 10)
-        return TinyPADChatModel(**kwargs)
+        kwargs.setdefault("runtime", runtime)
+        return PADChatModel(**kwargs)
 
-    return build
+    yield build
+    runtime.close()

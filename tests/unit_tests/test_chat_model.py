@@ -51,7 +51,7 @@ def test_invalid_parameters_are_rejected(kwargs):
 
 def test_unknown_call_parameter_is_an_error_before_any_work(monkeypatch):
     llm = PADChatModel()
-    monkeypatch.setattr(PADChatModel, "_loaded", lambda *a, **k: pytest.fail("must not load"))
+    monkeypatch.setattr(PADChatModel, "get_runtime", lambda *a, **k: pytest.fail("must not load"))
     with pytest.raises(TypeError, match=r"unknown call parameter\(s\) \['frequency_penalty'\]"):
         llm.invoke([HumanMessage("hi")], frequency_penalty=0.5)
 

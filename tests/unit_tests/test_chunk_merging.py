@@ -8,16 +8,16 @@ values) at the chunk builder and merge the results every way LangChain does.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
 
-from langchain_pad.chat_model import _Call
+from langchain_pad._chunks import PreparedCall
 from langchain_pad.engine import GenerationRequest, SamplingParams, TokenEvent
 from langchain_pad.engine.pad import PADGuidance
+from langchain_pad.records import PADStepRecord
 
 from .conftest import ByteTokenizer
 
@@ -38,19 +38,17 @@ token = st.fixed_dictionaries(
 
 
 def chunks_for(tokens: list[dict], weights: tuple[float, ...]) -> list:
-    reward_model = SimpleNamespace(axes=AXES, beta=0.7)
     request = GenerationRequest((1, 2), SamplingParams(len(tokens)), PADGuidance(weights))
-    call = _Call("m", None, request, ByteTokenizer(), reward_model)  # type: ignore[arg-type]
+    call = PreparedCall("m", None, request, ByteTokenizer(), AXES, 0.7)  # type: ignore[arg-type]
     chunks = []
     for i, t in enumerate(tokens):
-        record = {
-            "reward": t["reward"],
-            "features": t["features"],
-            "base_logprob": t["base_logprob"],
-            "base_rank": t["base_rank"],
-            "changed": t["base_rank"] != 0,
-            "base_token_id": t["base_id"] if t["base_rank"] else t["id"],
-        }
+        record = PADStepRecord(
+            reward=t["reward"],
+            features=tuple(t["features"]),
+            base_logprob=t["base_logprob"],
+            base_rank=t["base_rank"],
+            base_token_id=t["base_id"] if t["base_rank"] else t["id"],
+        )
         event = TokenEvent(
             row=0,
             token_id=t["id"],

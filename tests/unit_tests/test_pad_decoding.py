@@ -6,6 +6,7 @@ import pytest
 
 from langchain_pad.engine import GenerationRequest, SamplingParams
 from langchain_pad.engine.pad import PADGuidance, PADGuide
+from langchain_pad.records import PADStepRecord
 
 from .test_reward_model import perturbed
 
@@ -27,15 +28,15 @@ def test_zero_weights_reproduce_plain_decoding(tiny_engine, guide):
         plain = tiny_engine.generate([req(prompt)])[0]
         zero = tiny_engine.generate([req(prompt, (0, 0, 0))], guide)[0]
         assert zero.token_ids == plain.token_ids
-        assert not any(r["changed"] for r in zero.records)
-        assert all(r["reward"] == 0 for r in zero.records)
+        assert not any(r.changed for r in zero.records)
+        assert all(r.reward == 0 for r in zero.records)
 
 
 def test_weights_change_the_output(tiny_engine, guide):
     plain = tiny_engine.generate([req(PROMPTS[0])])[0]
     steered = tiny_engine.generate([req(PROMPTS[0], (5, 0, 0))], guide)[0]
     assert steered.token_ids != plain.token_ids
-    assert any(r["changed"] for r in steered.records)
+    assert any(r.changed for r in steered.records)
 
 
 def test_batch_of_users_equals_each_user_alone(tiny_engine, guide):
@@ -45,8 +46,8 @@ def test_batch_of_users_equals_each_user_alone(tiny_engine, guide):
     for request, out in zip(requests, batched, strict=True):
         alone = tiny_engine.generate([request], guide)[0]
         assert out.token_ids == alone.token_ids
-        assert [r["reward"] for r in out.records] == pytest.approx(
-            [r["reward"] for r in alone.records], abs=1e-4
+        assert [r.reward for r in out.records] == pytest.approx(
+            [r.reward for r in alone.records], abs=1e-4
         )
 
 
@@ -58,42 +59,35 @@ def test_vocabulary_and_candidate_normalization_choose_the_same_tokens(tiny_engi
         b = tiny_engine.generate([req(PROMPTS[1], weights, n=24)], exact)[0]
         assert a.token_ids == b.token_ids
         # rewards differ only by a per-step constant, never in which token wins
-        assert [r["base_rank"] for r in a.records] == [r["base_rank"] for r in b.records]
+        assert [r.base_rank for r in a.records] == [r.base_rank for r in b.records]
 
 
 def test_records_describe_the_chosen_token(tiny_engine, guide):
     out = tiny_engine.generate([req(PROMPTS[2], (2, -1, 0.5))], guide)[0]
     assert len(out.records) == len(out.token_ids)
     for record, logprob in zip(out.records, out.logprobs, strict=True):
-        assert set(record) == {
-            "reward",
-            "features",
-            "base_logprob",
-            "base_rank",
-            "changed",
-            "base_token_id",
-        }
-        assert len(record["features"]) == 3
-        assert record["reward"] == pytest.approx(
-            2 * record["features"][0] - record["features"][1] + 0.5 * record["features"][2],
+        assert isinstance(record, PADStepRecord)
+        assert len(record.features) == 3
+        assert record.reward == pytest.approx(
+            2 * record.features[0] - record.features[1] + 0.5 * record.features[2],
             rel=1e-4,
             abs=1e-4,
         )
-        assert record["base_logprob"] == pytest.approx(logprob)
-        assert record["changed"] == (record["base_rank"] != 0)
+        assert record.base_logprob == pytest.approx(logprob)
+        assert record.changed == (record.base_rank != 0)
 
 
 def test_records_name_the_base_models_own_choice(tiny_engine, guide):
     steered = tiny_engine.generate([req(PROMPTS[0], (5, 0, 0), n=24)], guide)[0]
-    assert any(r["changed"] for r in steered.records)
+    assert any(r.changed for r in steered.records)
     for position, record in enumerate(steered.records):
         chosen = steered.token_ids[position]
-        assert (record["base_token_id"] != chosen) == record["changed"]
-        if record["changed"]:
+        assert (record.base_token_id != chosen) == record.changed
+        if record.changed:
             # the base model, given the same prefix, picks exactly the named token
             prefix = tuple(PROMPTS[0]) + tuple(steered.token_ids[:position])
             plain = tiny_engine.generate([GenerationRequest(prefix, SamplingParams(1))])[0]
-            assert plain.token_ids == [record["base_token_id"]]
+            assert plain.token_ids == [record.base_token_id]
 
 
 def test_guided_and_plain_rows_share_a_batch(tiny_engine, guide):
@@ -105,7 +99,7 @@ def test_guided_and_plain_rows_share_a_batch(tiny_engine, guide):
 
 def test_top_k_limits_the_candidates(tiny_engine, guide):
     out = tiny_engine.generate([req(PROMPTS[0], (10, 0, 0), top_k=3)], guide)[0]
-    assert max(r["base_rank"] for r in out.records) <= 2
+    assert max(r.base_rank for r in out.records) <= 2
 
 
 def test_sampled_pad_is_reproducible(tiny_engine, guide):

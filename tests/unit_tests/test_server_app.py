@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from langchain_pad import PADChatModel
 from langchain_pad.integrations.server import ServerSettings, create_app
 from langchain_pad.models import LoadedModel
-from langchain_pad.profiles import InMemoryProfileStore, PreferenceProfile
-from langchain_pad.profiles.testing import ANCHORS, REWARD_MODEL, HashingEmbedder
+from langchain_pad.profiles import InMemoryProfileStore, PreferenceProfile, reward_model_ref
+from langchain_pad.profiles.testing import ANCHORS, HashingEmbedder
+from langchain_pad.runtime import PADRuntime
 
 from .conftest import EOS_ID
 from .test_reward_model import perturbed
@@ -39,13 +40,16 @@ def client(monkeypatch, tiny_model, byte_tokenizer, reward_model_dir):
         eos_token_ids=frozenset({EOS_ID}),
         context_length=128,
     )
-    monkeypatch.setattr(PADChatModel, "_loaded", lambda self, name=None: loaded)
-    store = InMemoryProfileStore(embedder=HashingEmbedder(), anchors=ANCHORS)
-    store.put(PreferenceProfile(user_id="ana", weights=ANA, reward_model=REWARD_MODEL))
-    llm = PADChatModel(model="tiny", reward_model=reward_model_dir, profile_store=store)
+    ref = reward_model_ref(reward_model_dir)
+    anchors = [a.model_copy(update={"reward_model": ref}) for a in ANCHORS]
+    store = InMemoryProfileStore(embedder=HashingEmbedder(), anchors=anchors)
+    store.put(PreferenceProfile(user_id="ana", weights=ANA, reward_model=ref))
+    runtime = PADRuntime.from_loaded(loaded)
+    llm = PADChatModel(runtime=runtime, reward_model=reward_model_dir, profile_store=store)
     settings = ServerSettings(max_tokens_limit=8, max_request_bytes=4000, batch_window=0.0)
     with TestClient(create_app(settings, llm=llm)) as client:
         yield client
+    runtime.close()
 
 
 def body(**extra):
@@ -151,7 +155,8 @@ def test_not_json(client):
 def test_stats_show_waves(client):
     client.post("/v1/chat/completions", json=body(max_tokens=2))
     stats = client.get("/v1/pad/stats").json()
-    assert stats["waves"] >= 1 and stats["forward_passes"] >= 1
+    assert stats["totals"]["waves"] >= 1 and stats["totals"]["forward_passes"] >= 1
+    assert stats["decoding_threads"] == 1 and stats["window"] == len(stats["wave_sizes"])
 
 
 def test_a_failure_mid_stream_ends_it_with_an_error_event(client, monkeypatch):

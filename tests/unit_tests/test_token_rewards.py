@@ -57,7 +57,7 @@ def engine_rewards(tiny_model, tiny_loaded, tiny_persrm_dir):
         ids = render_prompt(tiny_loaded.tokenizer, to_turns([HumanMessage(prompt)]))
         request = GenerationRequest(tuple(ids), SamplingParams(max_tokens), PADGuidance(weights))
         out = engine.generate([request], guide)[0]
-        return out.token_ids, [r["reward"] for r in out.records]
+        return out.token_ids, [r.reward for r in out.records]
 
     return run
 
@@ -334,10 +334,10 @@ def test_records_and_table_are_plain_data(llm):
 
 def test_handler_records_errors(llm):
     handler = TokenRewardHandler()
-    with pytest.raises(ValueError, match="got 1 preference weights"):
+    with pytest.raises(ValueError, match="got 1 weights but the reward model has 3 axes"):
         llm.invoke("hi", weights=[1.0], config={"callbacks": [handler]})
     (trace,) = handler.traces
-    assert trace.done and "got 1 preference weights" in trace.error
+    assert trace.done and "got 1 weights" in trace.error
 
 
 def test_chunks_that_are_not_tokens_are_ignored():

@@ -16,9 +16,8 @@ from langchain_pad.datagen.dataset import (
     write_jsonl,
     write_manifest,
 )
-from langchain_pad.models import LoadedModel
+from langchain_pad.models import LoadedModel, resolve_reward_model
 from langchain_pad.reward_model import PersonalizedRewardModel
-from langchain_pad.reward_models import resolve_reward_model
 from langchain_pad.training.pairs import PreferencePair, tokenize_pair
 from langchain_pad.training.pipeline import (
     TrainSettings,
@@ -169,9 +168,7 @@ def test_complete_answers_end_with_the_end_of_turn_token(byte_tokenizer):
 
 def test_reward_model_names_resolve(tmp_path, monkeypatch):
     assert resolve_reward_model(str(tmp_path)) == str(tmp_path)
-    monkeypatch.setattr(
-        "langchain_pad.reward_models.default_reward_model_path", lambda: tmp_path / "none"
-    )
+    monkeypatch.setattr("langchain_pad.models.default_reward_model_path", lambda: tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="default reward model is missing"):
         resolve_reward_model("default")
 

@@ -1,0 +1,319 @@
+"""PADRuntime: one base model, one decoding thread, every reward model it serves.
+
+```python
+from langchain_pad import PADChatModel, PADRuntime
+
+runtime = PADRuntime(max_batch_size=16, batch_window=0.01)
+plain = PADChatModel(runtime=runtime)
+personal = PADChatModel(runtime=runtime, weights={"expertise": -6.0})
+# plain and personalized calls decode in the same waves, on the same thread
+```
+
+Why one object: a process that runs two engines for one model runs two decoding
+threads that fight for the same cores and never batch together. A runtime owns the
+weights (through :func:`~langchain_pad.models.load_model`), the engine, the decoding
+thread (:class:`~langchain_pad.engine.BatchScheduler`), the reward models loaded for
+its base model and the batching settings, so plain rows and rows guided by any of its
+reward models share one wave. ``PADChatModel()`` uses :meth:`PADRuntime.shared`, the
+runtime created once per process for its model and dtype; build one yourself to choose
+the batching settings, or to keep a model apart, and pass it to ``PADChatModel(runtime=
+...)`` and to the server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from langchain_pad.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from langchain_pad.engine import (
+        BatchScheduler,
+        GenerationRequest,
+        RequestTicket,
+        TokenEvent,
+    )
+    from langchain_pad.engine.scheduler import EventSink
+    from langchain_pad.models import LoadedModel
+    from langchain_pad.profiles import InMemoryProfileStore, RewardModelRef
+    from langchain_pad.reward_model import PersonalizedRewardModel
+
+__all__ = ["PADRuntime"]
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+_LIVE: weakref.WeakSet[PADRuntime] = weakref.WeakSet()
+"""Runtimes with a decoding thread, joined at interpreter exit (a daemon thread killed
+inside a torch kernel aborts the process)."""
+
+
+class PADRuntime:
+    """One base model + dtype: its engine, decoding thread, reward models and batching."""
+
+    _shared: ClassVar[dict[tuple[str, str], PADRuntime]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        dtype: Dtype = "float32",
+        max_batch_size: int = 32,
+        batch_window: float = 0.0,
+        max_waves: int = 1,
+        candidates: int = 10,
+        stats_window: int = 256,
+    ) -> None:
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}.")
+        if not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}.")
+        if batch_window < 0:
+            raise ValueError(f"batch_window must be >= 0 seconds, got {batch_window!r}.")
+        if not isinstance(max_waves, int) or max_waves < 1:
+            raise ValueError(f"max_waves must be an integer >= 1, got {max_waves!r}.")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ValueError(f"candidates must be an integer >= 1, got {candidates!r}.")
+        self.model = model
+        """The base model: embedded name, Hugging Face id or local directory."""
+        self.dtype: Dtype = dtype
+        self.candidates = candidates
+        """Top-K candidates PAD scores for guided rows that set no ``top_k``."""
+        self._max_batch_size = max_batch_size
+        self._batch_window = float(batch_window)
+        self._max_waves = max_waves
+        self._stats_window = stats_window
+        self._lock = threading.RLock()
+        self._loaded: LoadedModel | None = None
+        self._scheduler: BatchScheduler | None = None
+        self._reward_models: dict[str, PersonalizedRewardModel] = {}
+        self._refs: dict[str, RewardModelRef] = {}
+        self._anchor_stores: dict[str, InMemoryProfileStore] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"PADRuntime(model={self.model!r}, dtype={self.dtype!r}, "
+            f"max_batch_size={self.max_batch_size}, reward_models={sorted(self._reward_models)})"
+        )
+
+    # ------------------------------------------------------------------ the shared ones
+
+    @classmethod
+    def shared(cls, model: str = DEFAULT_MODEL, dtype: Dtype = "float32") -> PADRuntime:
+        """The process's runtime for this model and dtype, created on first use.
+
+        Every ``PADChatModel`` without ``runtime=`` uses it, so LangChain's many copies
+        of a chat model (``bind``, ``with_config``) share one engine and thread.
+        """
+        key = (model, dtype)
+        with cls._shared_lock:
+            runtime = cls._shared.get(key)
+            if runtime is None:
+                runtime = cls(model, dtype=dtype)
+                cls._shared[key] = runtime
+            return runtime
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, **settings: Any) -> PADRuntime:
+        """A runtime over a model already in memory (your own, or a test's tiny one)."""
+        runtime = cls(loaded.name, **settings)
+        runtime._loaded = loaded
+        return runtime
+
+    @classmethod
+    def shared_runtimes(cls) -> list[PADRuntime]:
+        """The runtimes :meth:`shared` has created in this process."""
+        with cls._shared_lock:
+            return list(cls._shared.values())
+
+    # ------------------------------------------------------------------ what it owns
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The base model and tokenizer, loaded on first use."""
+        with self._lock:
+            if self._loaded is None:
+                from langchain_pad.models import load_model
+
+                self._loaded = load_model(self.model, dtype=self.dtype)
+            return self._loaded
+
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """The one decoding thread of this runtime (started by its first request)."""
+        with self._lock:
+            if self._scheduler is None:
+                from langchain_pad.engine import BatchScheduler, DecodingEngine
+                from langchain_pad.engine.pad import PADGuide
+
+                loaded = self.loaded
+                engine = DecodingEngine(
+                    loaded.model,
+                    loaded.tokenizer,
+                    eos_token_ids=loaded.eos_token_ids,
+                    context_length=loaded.context_length,
+                )
+                self._scheduler = BatchScheduler(
+                    engine,
+                    guide=PADGuide(default_candidates=self.candidates),
+                    max_batch_size=self._max_batch_size,
+                    batch_window=self._batch_window,
+                    max_waves=self._max_waves,
+                    stats_window=self._stats_window,
+                )
+                _LIVE.add(self)
+            return self._scheduler
+
+    def reward_model(self, name_or_path: str | Path = "default") -> PersonalizedRewardModel:
+        """The PersRM at ``name_or_path`` (``"default"``: the shipped one), loaded once."""
+        from langchain_pad.models import resolve_reward_model
+
+        directory = str(Path(resolve_reward_model(str(name_or_path))).expanduser().resolve())
+        with self._lock:
+            rm = self._reward_models.get(directory)
+            if rm is None:
+                from langchain_pad.reward_model import PersonalizedRewardModel
+
+                rm = PersonalizedRewardModel.load(directory, self.loaded.model)
+                self._reward_models[directory] = rm
+            return rm
+
+    def reward_model_ref(self, name_or_path: str | Path = "default") -> RewardModelRef:
+        """Id and axes of a PersRM directory (hashes its files once; loads no weights)."""
+        from langchain_pad.models import resolve_reward_model
+        from langchain_pad.profiles import reward_model_ref
+
+        directory = str(Path(resolve_reward_model(str(name_or_path))).expanduser().resolve())
+        with self._lock:
+            ref = self._refs.get(directory)
+            if ref is None:
+                ref = reward_model_ref(directory)
+                self._refs[directory] = ref
+            return ref
+
+    def anchor_store(self, name_or_path: str | Path = "default") -> InMemoryProfileStore:
+        """An in-memory store holding only this PersRM's anchor poles.
+
+        What ``preference="..."`` is matched against when the caller configured no
+        profile store: the shipped PersRM names its poles, so free text works out of
+        the box. Built on first use (it loads the embedding model then).
+        """
+        from langchain_pad.models import resolve_reward_model
+
+        directory = str(Path(resolve_reward_model(str(name_or_path))).expanduser().resolve())
+        with self._lock:
+            store = self._anchor_stores.get(directory)
+            if store is None:
+                from langchain_pad.profiles import InMemoryProfileStore, anchor_profiles
+
+                store = InMemoryProfileStore(anchors=anchor_profiles(directory))
+                self._anchor_stores[directory] = store
+            return store
+
+    # ------------------------------------------------------------------ batching settings
+
+    @property
+    def max_batch_size(self) -> int:
+        """Most rows decoded in one forward pass."""
+        return self._max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {value!r}.")
+        with self._lock:
+            self._max_batch_size = value
+            if self._scheduler is not None:
+                self._scheduler.max_batch_size = value
+
+    @property
+    def batch_window(self) -> float:
+        """Seconds a wave waits, after its first request, for others to join it."""
+        return self._batch_window
+
+    @batch_window.setter
+    def batch_window(self, value: float) -> None:
+        if value < 0:
+            raise ValueError(f"batch_window must be >= 0 seconds, got {value!r}.")
+        with self._lock:
+            self._batch_window = float(value)
+            if self._scheduler is not None:
+                self._scheduler.batch_window = float(value)
+
+    @property
+    def max_waves(self) -> int:
+        """Waves decoded at once, a step of each in turn (1: one after another)."""
+        return self._max_waves
+
+    @max_waves.setter
+    def max_waves(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_waves must be an integer >= 1, got {value!r}.")
+        with self._lock:
+            self._max_waves = value
+            if self._scheduler is not None:
+                self._scheduler.max_waves = value
+
+    # ------------------------------------------------------------------ decoding
+
+    def submit(self, request: GenerationRequest, sink: EventSink) -> RequestTicket:
+        """Queue one request on the decoding thread; its events go to ``sink``."""
+        return self.scheduler.submit(request, sink)
+
+    def stream(
+        self, request: GenerationRequest, *, timeout: float | None = None
+    ) -> Iterator[TokenEvent]:
+        """Submit and iterate one request's events; closing the iterator cancels it."""
+        return self.scheduler.stream(request, timeout=timeout)
+
+    def gathering(self, count: int) -> AbstractContextManager[None]:
+        """Hold the next wave until ``count`` requests arrived (``batch`` uses it)."""
+        return self.scheduler.gathering(count)
+
+    def stats(self) -> dict[str, Any]:
+        """What the decoding thread did: totals, and the last waves (a bounded window)."""
+        if self._scheduler is None:
+            waves: list[Any] = []
+            totals = {"waves": 0, "rows": 0, "forward_passes": 0}
+            sizes: list[int] = []
+        else:
+            waves = self._scheduler.wave_stats
+            sizes = self._scheduler.wave_sizes
+            totals = {
+                "waves": self._scheduler.totals.waves,
+                "rows": self._scheduler.totals.rows,
+                "forward_passes": self._scheduler.forward_passes,
+            }
+        return {
+            "model": self.model,
+            "dtype": self.dtype,
+            "reward_models": sorted(self._reward_models),
+            "decoding_threads": 0 if self._scheduler is None else 1,
+            "max_batch_size": self._max_batch_size,
+            "batch_window": self._batch_window,
+            "max_waves": self._max_waves,
+            "totals": totals,
+            "window": len(sizes),
+            "wave_sizes": sizes,
+            "forward_passes_per_wave": [s.forward_passes for s in waves],
+            "largest_batches": [max(s.batch_sizes, default=0) for s in waves],
+        }
+
+    def close(self, *, cancel_running: bool = True) -> None:
+        """Stop the decoding thread (cancelling open requests); the runtime can restart."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.close(cancel_running=cancel_running)
+
+
+@atexit.register
+def _close_live_runtimes() -> None:
+    for runtime in list(_LIVE):
+        runtime.close()
