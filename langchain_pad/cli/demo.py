@@ -15,7 +15,7 @@ _DEMO_QUESTION = "Explain why the sky is blue."
 
 def _demo_users() -> tuple[list[str], dict[str, dict[str, float]]]:
     """Two users built from the shipped PersRM's anchor profiles, on opposite poles."""
-    from langchain_pad.reward_models import default_reward_model_path
+    from langchain_pad.models import default_reward_model_path
 
     anchors = json.loads((default_reward_model_path() / "anchors.json").read_text())
     axes: list[str] = anchors["axes"]

@@ -30,9 +30,8 @@ def _store(args: argparse.Namespace, learner: FeedbackLearner | None = None) -> 
 def _learner(args: argparse.Namespace) -> FeedbackLearner:
     """A stage-2 learner over the base model and the PersRM in ``--reward-model``."""
     from langchain_pad._runtime import reward_model_for
-    from langchain_pad.models import load_model
+    from langchain_pad.models import load_model, resolve_reward_model
     from langchain_pad.profiles import Stage2Learner
-    from langchain_pad.reward_models import resolve_reward_model
 
     loaded = load_model(args.model)
     reward_model = reward_model_for(resolve_reward_model(args.reward_model), loaded)

@@ -24,7 +24,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         store = SQLiteProfileStore(args.profiles)
     reward_model = None if args.reward_model == "none" else args.reward_model
     if reward_model is not None:
-        from langchain_pad.reward_models import resolve_reward_model
+        from langchain_pad.models import resolve_reward_model
 
         try:
             resolved = resolve_reward_model(reward_model)

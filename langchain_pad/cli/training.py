@@ -32,7 +32,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from langchain_pad.reward_models import resolve_reward_model
+    from langchain_pad.models import resolve_reward_model
     from langchain_pad.training.pipeline import TrainSettings, recalibrate_anchors
 
     defaults = TrainSettings()
