@@ -131,9 +131,7 @@ def _json_grammar(schema: dict[str, Any], max_tokens: int) -> GrammarSpec:
 
     if not schema:
         return JSONSchemaGrammar({"type": "object"})
-    return JSONSchemaGrammar(
-        schema, max_string_length=string_cap(max_tokens), close_objects=True
-    )
+    return JSONSchemaGrammar(schema, max_string_length=string_cap(max_tokens), close_objects=True)
 
 
 def _with_schema_hint(turns: list[Turn], schema: dict[str, Any]) -> list[Turn]:

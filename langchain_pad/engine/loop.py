@@ -361,9 +361,7 @@ class DecodingEngine:
             processed[position] = processor(history, processed[position : position + 1])[0]
         return processed
 
-    def _grammar_masks(
-        self, rows: list[_Row], failed: dict[int, Exception]
-    ) -> torch.Tensor | None:
+    def _grammar_masks(self, rows: list[_Row], failed: dict[int, Exception]) -> torch.Tensor | None:
         """``bool[rows, vocab]`` of the tokens each row's grammar allows; None: no grammars."""
         import torch
 
