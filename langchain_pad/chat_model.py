@@ -22,7 +22,11 @@ from langchain_core.language_models.chat_models import agenerate_from_stream, ge
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.config import (
+    get_config_list,
+    get_executor_for_config,
+    set_config_context,
+)
 from pydantic import ConfigDict, Field, model_validator
 
 from langchain_pad._calls import prepare_call
@@ -353,18 +357,37 @@ class PADChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """LangChain's own ``batch``, with every input submitted at once: one wave.
+        """Every input submitted at once, each in its own config: one wave.
 
-        LangChain's thread pool defaults to a few workers per core, which would split a
-        batch of 8 into waves on a 2-core machine; this raises the pool to the batch
-        (capped by ``max_concurrency`` and the runtime's batch size) and holds the wave
-        until all inputs arrived. Each input still gets its own callbacks and run.
+        LangChain's own ``batch`` runs a thread pool of a few workers per core, which
+        would split a batch of 8 into waves on a 2-core machine, and it does not make
+        each input's config the run's context, where ``configurable`` (``user_id``,
+        ``preference``) is read. This runs each ``invoke`` as a chain step runs, in its
+        config's context, all at once (``max_concurrency`` and the runtime's batch size
+        cap the width), and holds the wave until they arrived.
         """
-        if len(inputs) <= 1:
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        if not inputs:
+            return []
         configs, width = self._wide_configs(inputs, config)
-        with self.get_runtime(kwargs.get("model")).gathering(width):
-            return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+        def one(index: int) -> AIMessage | Exception:
+            with set_config_context(configs[index]) as context:
+                try:
+                    message: AIMessage = context.run(
+                        self.invoke, inputs[index], configs[index], **kwargs
+                    )
+                    return message
+                except Exception as exc:
+                    if return_exceptions:
+                        return exc
+                    raise
+
+        runtime = self.get_runtime(kwargs.get("model"))
+        with (
+            runtime.gathering(width if width > 1 else 0),
+            get_executor_for_config(configs[0]) as executor,
+        ):
+            return list(executor.map(one, range(len(inputs))))  # type: ignore[arg-type]
 
     async def abatch(
         self,
@@ -375,12 +398,22 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async twin of :meth:`batch`."""
-        if len(inputs) <= 1:
-            return await super().abatch(
-                inputs, config, return_exceptions=return_exceptions, **kwargs
-            )
+        if not inputs:
+            return []
         configs, width = self._wide_configs(inputs, config)
-        with self.get_runtime(kwargs.get("model")).gathering(width):
-            return await super().abatch(
-                inputs, configs, return_exceptions=return_exceptions, **kwargs
-            )
+        slots = asyncio.Semaphore(width)
+
+        async def one(index: int) -> AIMessage | Exception:
+            async with slots:
+                with set_config_context(configs[index]) as context:
+                    call = self.ainvoke(inputs[index], configs[index], **kwargs)
+                    try:
+                        message: AIMessage = await asyncio.create_task(call, context=context)
+                        return message
+                    except Exception as exc:
+                        if return_exceptions:
+                            return exc
+                        raise
+
+        with self.get_runtime(kwargs.get("model")).gathering(width if width > 1 else 0):
+            return list(await asyncio.gather(*(one(i) for i in range(len(inputs)))))  # type: ignore[arg-type]
