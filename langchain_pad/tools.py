@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -276,7 +275,67 @@ class ParsedAnswer:
     invalid_tool_calls: list[InvalidToolCall]
 
 
-_BLOCK = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|\Z)", re.S)
+def _call_blocks(text: str) -> list[tuple[int, int, str, bool]]:
+    """``(start, end, raw, closed)`` of each ``<tool_call>`` block in ``text``.
+
+    A block ends at the first close marker after which its JSON is complete: a model
+    may write the marker inside a string argument, which does not end the call.
+    """
+    blocks: list[tuple[int, int, str, bool]] = []
+    position = 0
+    while (start := text.find(CALL_OPEN, position)) >= 0:
+        body = start + len(CALL_OPEN)
+        end = _json_close(text, body)
+        if end < 0:
+            blocks.append((start, len(text), text[body:], False))
+            break
+        blocks.append((start, end + len(CALL_CLOSE), text[body:end], True))
+        position = end + len(CALL_CLOSE)
+    return blocks
+
+
+def _json_close(text: str, body: int) -> int:
+    """Index of the close marker ending the block whose JSON starts at ``body``, or -1."""
+    search = body
+    first = -1
+    while (end := text.find(CALL_CLOSE, search)) >= 0:
+        first = end if first < 0 else first
+        try:
+            json.loads(text[body:end])
+            return end
+        except ValueError:
+            search = end + 1
+    return first  # no complete JSON before any marker: the first marker ends it (invalid)
+
+
+def _parse_call(raw: str, closed: bool, known: Sequence[str] | None) -> ToolCall | InvalidToolCall:
+    """One block's text as a tool call, or an invalid one saying why."""
+    raw = raw.strip()
+    call_id = new_call_id()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        reason = "unterminated tool call" if not closed else f"not JSON: {exc}"
+        return invalid_tool_call(name=None, args=raw, id=call_id, error=reason)
+    name = data.get("name") if isinstance(data, dict) else None
+    args = data.get("arguments", data.get("parameters")) if isinstance(data, dict) else None
+    if isinstance(args, str):  # some models write the arguments as a JSON string
+        with contextlib.suppress(ValueError):
+            args = json.loads(args)
+    error = None
+    if not isinstance(name, str):
+        error = 'the call has no string "name"'
+    elif not isinstance(args, dict):
+        error = 'the call has no object "arguments"'
+    elif known is not None and name not in known:
+        error = f"unknown tool {name!r}"
+    elif not closed:
+        error = "unterminated tool call"
+    if error is None and isinstance(args, dict):
+        return tool_call(name=str(name), args=args, id=call_id)
+    args_text = json.dumps(args) if isinstance(args, dict) else raw
+    label = name if isinstance(name, str) else None
+    return invalid_tool_call(name=label, args=args_text, id=call_id, error=error)
 
 
 def parse_tool_calls(text: str, known: Sequence[str] | None = None) -> ParsedAnswer:
@@ -288,38 +347,21 @@ def parse_tool_calls(text: str, known: Sequence[str] | None = None) -> ParsedAns
     """
     calls: list[ToolCall] = []
     invalid: list[InvalidToolCall] = []
-    for match in _BLOCK.finditer(text):
-        raw = match.group(1).strip()
-        call_id = new_call_id()
-        closed = match.group(0).endswith(CALL_CLOSE)
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            reason = "unterminated tool call" if not closed else f"not JSON: {exc}"
-            invalid.append(invalid_tool_call(name=None, args=raw, id=call_id, error=reason))
-            continue
-        name = data.get("name") if isinstance(data, dict) else None
-        args = data.get("arguments", data.get("parameters")) if isinstance(data, dict) else None
-        if isinstance(args, str):  # some models write the arguments as a JSON string
-            with contextlib.suppress(ValueError):
-                args = json.loads(args)
-        error = None
-        if not isinstance(name, str):
-            error = 'the call has no string "name"'
-        elif not isinstance(args, dict):
-            error = 'the call has no object "arguments"'
-        elif known is not None and name not in known:
-            error = f"unknown tool {name!r}"
-        elif not closed:
-            error = "unterminated tool call"
-        if error is None and isinstance(args, dict):
-            calls.append(tool_call(name=str(name), args=args, id=call_id))
+    blocks = _call_blocks(text)
+    for _, _, raw, closed in blocks:
+        parsed = _parse_call(raw, closed, known)
+        if parsed["type"] == "tool_call":
+            calls.append(parsed)
         else:
-            args_text = json.dumps(args) if isinstance(args, dict) else raw
-            label = name if isinstance(name, str) else None
-            invalid.append(invalid_tool_call(name=label, args=args_text, id=call_id, error=error))
-    content = _BLOCK.sub("", text).strip() if (calls or invalid) else text
-    return ParsedAnswer(content, calls, invalid)
+            invalid.append(parsed)
+    if not blocks:
+        return ParsedAnswer(text, calls, invalid)
+    pieces, position = [], 0
+    for start, end, _, _ in blocks:
+        pieces.append(text[position:start])
+        position = end
+    pieces.append(text[position:])
+    return ParsedAnswer("".join(pieces).strip(), calls, invalid)
 
 
 class ToolCallStream:
@@ -353,13 +395,28 @@ class ToolCallStream:
                 content.append(self._buffer[:start])
                 self._buffer = self._buffer[start + len(CALL_OPEN) :]
                 self._in_call = True
-            end = self._buffer.find(CALL_CLOSE)
+            end = self._close_of_call()
             if end < 0:
                 break
             chunks.append(self._chunk(self._buffer[:end]))
             self._buffer = self._buffer[end + len(CALL_CLOSE) :]
             self._in_call = False
         return "".join(content), chunks
+
+    def _close_of_call(self) -> int:
+        """Where the open call's block ends: the first close marker after complete JSON.
+
+        A model may write the marker inside a string argument (the grammar lets strings
+        hold any text), so a marker that leaves the JSON unfinished is not the end yet.
+        """
+        start = 0
+        while (end := self._buffer.find(CALL_CLOSE, start)) >= 0:
+            try:
+                json.loads(self._buffer[:end])
+                return end
+            except ValueError:
+                start = end + 1
+        return -1
 
     def finish(self) -> tuple[str, list[ToolCallChunk]]:
         rest, self._buffer = self._buffer, ""
@@ -369,18 +426,16 @@ class ToolCallStream:
         return rest, []
 
     def _chunk(self, raw: str, *, closed: bool = True) -> ToolCallChunk:
-        parsed = parse_tool_calls(CALL_OPEN + raw + (CALL_CLOSE if closed else ""))
+        parsed = _parse_call(raw, closed, None)
         index, self._index = self._index, self._index + 1
-        if parsed.tool_calls:
-            call = parsed.tool_calls[0]
+        if parsed["type"] == "tool_call":
             return tool_call_chunk(
-                name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=index
+                name=parsed["name"], args=json.dumps(parsed["args"]), id=parsed["id"], index=index
             )
         # LangChain completes partial JSON args when chunks merge, which would turn a
         # truncated call into a runnable one; args that are a JSON string cannot be.
-        bad = parsed.invalid_tool_calls[0]
         return tool_call_chunk(
-            name=bad["name"], args=json.dumps(raw.strip()), id=bad["id"], index=index
+            name=parsed["name"], args=json.dumps(raw.strip()), id=parsed["id"], index=index
         )
 
 
