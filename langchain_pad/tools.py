@@ -90,12 +90,29 @@ def convert_tools(tools: Sequence[ToolLike]) -> list[ToolSpec]:
         parameters = dict(function.get("parameters") or {"type": "object", "properties": {}})
         spec = ToolSpec(str(function["name"]), str(function.get("description", "")), parameters)
         check_parameters(spec)
-        specs.append(spec)
-    names = [s.name for s in specs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"Two bound tools share the name {duplicates[0]!r}: names must be unique.")
+        same = next((s for s in specs if s.name == spec.name), None)
+        if same is None:
+            specs.append(spec)
+        elif _properties(same) != _properties(spec):
+            raise ValueError(
+                f"Two bound tools share the name {spec.name!r} with different parameters: "
+                "names must be unique."
+            )
+        # the same tool given twice (a pydantic model and its JSON schema): bound once
     return specs
+
+
+def _properties(spec: ToolSpec) -> Any:
+    """What makes two specs the same tool: their parameters, titles and docs aside."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in ("title", "description")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(spec.parameters)
 
 
 def check_parameters(spec: ToolSpec) -> None:

@@ -18,3 +18,7 @@ class TestPADChatModelUnit(ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict:
         return {"model": "smollm2-135m-instruct"}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True

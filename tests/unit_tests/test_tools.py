@@ -112,9 +112,18 @@ def test_dates_and_nested_models_are_fine():
     assert spec.name == "Event"
 
 
-def test_duplicate_names_are_refused():
-    with pytest.raises(ValueError, match="share the name 'add'"):
-        convert_tools([add, add])
+def test_duplicate_names_are_refused_unless_it_is_the_same_tool():
+    assert [s.name for s in convert_tools([add, add])] == ["add"]  # given twice: bound once
+    other = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "not the same",
+            "parameters": {"type": "object", "properties": {"x": {"type": "string"}}},
+        },
+    }
+    with pytest.raises(ValueError, match="share the name 'add' with different parameters"):
+        convert_tools([add, other])
 
 
 @pytest.mark.parametrize(
