@@ -148,7 +148,9 @@ def connect(path: Path, *, read_only: bool, timeout: float) -> sqlite3.Connectio
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         wal = Path(f"{path}-wal")
-        if _code(exc) == _CANTOPEN and (not wal.exists() or wal.stat().st_size == 0):
+        # no -shm can be made (SQLITE_CANTOPEN or a READONLY_CANTINIT/CANTLOCK code)
+        unshared = _code(exc) in (_CANTOPEN, _READONLY)
+        if unshared and (not wal.exists() or wal.stat().st_size == 0):
             connection.close()
             return sqlite3.connect(
                 _uri(path, True),
