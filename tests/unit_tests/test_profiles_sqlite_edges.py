@@ -285,6 +285,10 @@ READ_ONLY_CHILD = textwrap.dedent(
         store.put(user("new", "hello there", expertise=1.0))
     except ProfileStoreError as exc:
         print("refused", exc)
+    try:
+        SQLiteProfileStore(sys.argv[2], reward_model=None)
+    except ProfileStoreError as exc:
+        print("missing", exc)
     """
 )
 
@@ -304,7 +308,7 @@ def test_a_read_only_directory_as_another_user(sound_file):
         before = path.read_bytes()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         result = subprocess.run(
-            [sys.executable, "-c", READ_ONLY_CHILD, str(path)],
+            [sys.executable, "-c", READ_ONLY_CHILD, str(path), str(directory / "new.sqlite3")],
             capture_output=True,
             text=True,
             env=env,
@@ -317,6 +321,11 @@ def test_a_read_only_directory_as_another_user(sound_file):
             f"refused the profile store {path} is read-only (the file is not writable): it "
             "can be read, not written; open it with write access (a writable file and "
             "directory, read_only=False) to change it"
+        )
+        assert lines[5] == (
+            f"missing the profile store {directory / 'new.sqlite3'} does not exist or is "
+            f"empty, and it cannot be created: its directory {directory} is not writable; "
+            "create it with write access first"
         )
         assert path.read_bytes() == before
         assert sorted(p.name for p in directory.iterdir()) == ["profiles.sqlite3"]

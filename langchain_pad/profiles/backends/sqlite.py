@@ -204,7 +204,7 @@ class SQLiteProfileStore(SQLProfileStore):
         self._read_only = sqlite_file.read_only_reason(self.path, read_only)
         if self._read_only is None:
             sqlite_file.ensure_parent(self.path)
-        kind, version, findings = sqlite_file.inspect(self.path, SCHEMA_VERSION)
+        kind, version, findings = sqlite_file.inspect(self.path, SCHEMA_VERSION, timeout)
         if kind == "new" and self._read_only is not None:
             raise ProfileStoreError(
                 f"the profile store {self.path} does not exist or is empty, and it cannot "
@@ -354,7 +354,10 @@ class SQLiteProfileStore(SQLProfileStore):
 
     def _after_check(self, backend_findings: list[str]) -> None:
         # The full check is the authority: damage it finds blocks writes, and a clean
-        # result (e.g. after a transient error) lifts the block.
+        # result (e.g. after a transient error) lifts the block; a file that was damaged
+        # when opened (read-only connections, never migrated) stays blocked until reopened.
+        if self._read_connections and not backend_findings:
+            return
         with self._connections_lock:
             self._damage = list(backend_findings)
         self._write_checked = True

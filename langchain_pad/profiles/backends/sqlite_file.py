@@ -116,6 +116,8 @@ def read_only_reason(path: Path, requested: bool) -> str | None:
             return "the file is not writable"
         if not os.access(path.parent, os.W_OK):
             return f"its directory {path.parent} is not writable (SQLite writes a journal there)"
+    elif path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        return f"its directory {path.parent} is not writable"
     return None
 
 
@@ -180,13 +182,15 @@ def is_read_only_error(exc: sqlite3.Error) -> bool:
     return _code(exc) == _READONLY
 
 
-def inspect(path: Path, schema_version: int) -> tuple[FileKind, int, list[str]]:
+def inspect(
+    path: Path, schema_version: int, timeout: float = 60.0
+) -> tuple[FileKind, int, list[str]]:
     """``(kind, schema version, findings)`` of the file at ``path`` (module doc); raises
     :class:`ProfileStoreError` for a file that is not ours. Nothing is written."""
     if not path.exists() or path.stat().st_size == 0:
         return "new", 0, []
     try:
-        connection = connect(path, read_only=True, timeout=5.0)
+        connection = connect(path, read_only=True, timeout=timeout)
     except sqlite3.Error as exc:
         raise ProfileStoreError(f"cannot open the profile store {path}: {exc}") from exc
     try:
