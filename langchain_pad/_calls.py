@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables.config import ensure_config
 
 from langchain_pad._chunks import PreparedCall
-from langchain_pad._messages import render_prompt, to_turns
+from langchain_pad._constraints import constraints_for
+from langchain_pad._messages import render_prompt
 from langchain_pad.preferences import PreferenceQuery
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ _CALL_PARAMS = frozenset(
         "beta",
         "user_id",
         "preference",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "parallel_tool_calls",
+        "strict",
     }
 )
 _CONFIGURABLE_PARAMS = ("user_id", "preference")
@@ -53,15 +59,30 @@ def prepare_call(
             f"PADChatModel got unknown call parameter(s) {unknown}; "
             f"accepted per call: {sorted(_CALL_PARAMS)} and stop."
         )
+    if kwargs.get("parallel_tool_calls"):
+        raise ValueError(
+            "parallel_tool_calls=True: this model makes one tool call per answer; pass "
+            "parallel_tool_calls=False or leave it out."
+        )
     model_name = kwargs.get("model") or model.model_name
     runtime = model.get_runtime(model_name)
     tokenizer = runtime.loaded.tokenizer
-    prompt_ids = render_prompt(tokenizer, to_turns(messages))
+    max_tokens = kwargs.get("max_tokens", model.max_tokens)
+    tools = kwargs.get("tools")
+    constraints = constraints_for(
+        messages,
+        tools=tools,
+        tool_choice=kwargs.get("tool_choice"),
+        response_format=kwargs.get("response_format"),
+        max_tokens=max_tokens if isinstance(max_tokens, int) else 256,
+        router=runtime.tool_router if tools else None,
+    )
+    prompt_ids = render_prompt(tokenizer, constraints.turns)
     stops = stop if stop is not None else model.stop
     if isinstance(stops, str):
         stops = [stops]  # one stop sequence, as LangChain and the OpenAI API read it
     params = SamplingParams(
-        max_new_tokens=kwargs.get("max_tokens", model.max_tokens),
+        max_new_tokens=max_tokens,
         temperature=kwargs.get("temperature", model.temperature),
         top_p=kwargs.get("top_p", model.top_p),
         top_k=kwargs.get("top_k", model.top_k),
@@ -97,8 +118,16 @@ def prepare_call(
                 resolved.weights, beta, reward_model=rm, normalize=model.pad_normalize
             )
             beta = beta if beta is not None else float(rm.beta)
-    request = GenerationRequest(tuple(prompt_ids), params, guidance)
-    return PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
+    grammar = None
+    if constraints.grammar is not None:
+        grammar = runtime.grammar_compiler.compile(constraints.grammar)
+    request = GenerationRequest(tuple(prompt_ids), params, guidance, grammar)
+    call = PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
+    if constraints.tool_names:
+        from langchain_pad.tools import ToolCallStream
+
+        call.tool_stream = ToolCallStream()
+    return call
 
 
 def call_query(kwargs: dict[str, Any]) -> PreferenceQuery:

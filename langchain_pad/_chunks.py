@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import ToolCallChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_pad.records import PADStepRecord, summarize
@@ -26,6 +27,7 @@ from langchain_pad.records import PADStepRecord, summarize
 if TYPE_CHECKING:
     from langchain_pad.engine import GenerationRequest, TokenEvent
     from langchain_pad.runtime import PADRuntime
+    from langchain_pad.tools import ToolCallStream
 
 
 @dataclass
@@ -43,6 +45,8 @@ class PreparedCall:
     profile: dict[str, Any] | None = None
     completion_tokens: int = 0
     records: list[PADStepRecord] = field(default_factory=list)
+    tool_stream: ToolCallStream | None = None
+    """With tools bound: splits the decoded text into content and ``tool_call_chunks``."""
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
         self.completion_tokens += 1
@@ -54,11 +58,20 @@ class PreparedCall:
         if event.record is not None:
             generation_info["pad"] = self._pad_lists(event, event.record)
         metadata = copy.deepcopy(generation_info)  # two owners, no shared lists
-        message = AIMessageChunk(content=event.text, response_metadata=metadata)
+        content, calls = event.text, list[ToolCallChunk]()
+        if self.tool_stream is not None:
+            content, calls = self.tool_stream.push(event.text)
+            if event.finish_reason is not None:
+                rest, more = self.tool_stream.finish()
+                content, calls = content + rest, [*calls, *more]
+        message = AIMessageChunk(
+            content=content, tool_call_chunks=calls, response_metadata=metadata
+        )
         if event.finish_reason is not None:
             prompt_tokens = len(self.request.prompt_ids)
             message = AIMessageChunk(
-                content=event.text,
+                content=content,
+                tool_call_chunks=calls,
                 chunk_position="last",
                 usage_metadata=UsageMetadata(
                     input_tokens=prompt_tokens,

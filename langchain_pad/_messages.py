@@ -5,17 +5,26 @@ some models); LangChain conversations are not. This module normalizes the second
 the first: text-only content, consecutive same-role turns merged, system text folded
 into the first user turn when the template has no system role, a trailing assistant
 turn continued rather than closed, and a plain transcript for models with no template.
+
+Tool traffic has two renderings. ``"summary"`` (the default, kept for conversations
+sent to a model with no tools bound) writes calls and results as short prose.
+``"hermes"`` writes them the way SmolLM2's Ollama template (and Qwen's, Hermes') does,
+which is what the model is prompted with when tools are bound
+(:func:`langchain_pad.tools.tools_system_prompt`): calls as
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in the assistant turn,
+results as ``<tool_response>...</tool_response>`` in a user turn.
 """
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, ToolMessage
 
 Turn = dict[str, str]
+ToolFormat = Literal["summary", "hermes"]
 
 _ROLE_BY_TYPE = {
     "system": "system",
@@ -53,13 +62,50 @@ def message_text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
-def _turn_text(message: BaseMessage) -> str:
+def ai_tool_calls(message: AIMessage) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, args)`` of every call an AI message made, whichever form it took.
+
+    ``tool_calls``, then content blocks (LangChain's ``tool_call``, Anthropic's
+    ``tool_use``) not already listed, then OpenAI's ``additional_kwargs["tool_calls"]``
+    when nothing else was given.
+    """
+    calls = [(c["name"], dict(c["args"])) for c in message.tool_calls]
+    seen = {c["id"] for c in message.tool_calls if c.get("id")}
+    if isinstance(message.content, list):
+        for block in message.content:
+            if not isinstance(block, dict) or block.get("type") not in ("tool_call", "tool_use"):
+                continue
+            if block.get("id") and block.get("id") in seen:
+                continue
+            args = block.get("args", block.get("input", {}))
+            calls.append((str(block.get("name", "")), dict(args) if isinstance(args, dict) else {}))
+    if not calls:
+        for raw in message.additional_kwargs.get("tool_calls", None) or []:
+            function = raw.get("function", {}) if isinstance(raw, dict) else {}
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except ValueError:
+                args = {}
+            calls.append((str(function.get("name", "")), args if isinstance(args, dict) else {}))
+    return calls
+
+
+def _turn_text(message: BaseMessage, tool_format: ToolFormat) -> str:
     text = message_text(message)
     if isinstance(message, ToolMessage):
+        if tool_format == "hermes":
+            return f"<tool_response>\n{text}\n</tool_response>"
         return f"Result of tool call {message.tool_call_id}: {text}"
-    if isinstance(message, AIMessage) and message.tool_calls:
-        calls = "; ".join(f"{c['name']}({json.dumps(c['args'])})" for c in message.tool_calls)
-        return f"{text}\n[called tools: {calls}]".strip()
+    calls = ai_tool_calls(message) if isinstance(message, AIMessage) else []
+    if calls and tool_format == "hermes":
+        blocks = [
+            "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
+            for name, args in calls
+        ]
+        return "\n".join([text, *blocks]) if text else "\n".join(blocks)
+    if calls:
+        joined = "; ".join(f"{name}({json.dumps(args)})" for name, args in calls)
+        return f"{text}\n[called tools: {joined}]".strip()
     return text
 
 
@@ -75,13 +121,16 @@ def _role(message: BaseMessage) -> str:
         ) from None
 
 
-def to_turns(messages: list[BaseMessage]) -> list[Turn]:
-    """Role/content turns with consecutive same-role messages merged."""
+def to_turns(messages: list[BaseMessage], *, tool_format: ToolFormat = "summary") -> list[Turn]:
+    """Role/content turns with consecutive same-role messages merged.
+
+    ``tool_format="hermes"`` when tools are bound (see the module docstring).
+    """
     if not messages:
         raise ValueError("The conversation is empty: send at least one message.")
     turns: list[Turn] = []
     for message in messages:
-        role, text = _role(message), _turn_text(message)
+        role, text = _role(message), _turn_text(message, tool_format)
         if turns and turns[-1]["role"] == role:
             joined = "\n\n".join(t for t in (turns[-1]["content"], text) if t)
             turns[-1] = {"role": role, "content": joined}

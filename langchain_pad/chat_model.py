@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -21,8 +21,13 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import (
+    get_config_list,
+    get_executor_for_config,
+    set_config_context,
+)
+from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, model_validator
 
 from langchain_pad._calls import prepare_call
@@ -233,10 +238,60 @@ class PADChatModel(BaseChatModel):
     def get_num_tokens_from_messages(
         self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
     ) -> int:
-        """Prompt tokens of ``messages``, chat template included (tools are not supported)."""
+        """Prompt tokens of ``messages``, chat template and the tools' prompt included."""
+        turns = to_turns(messages, tool_format="hermes" if tools else "summary")
         if tools:
-            raise NotImplementedError("PADChatModel does not support tool calling yet.")
-        return len(render_prompt(self.get_runtime().loaded.tokenizer, to_turns(messages)))
+            from langchain_pad.tools import add_tools_prompt, convert_tools
+
+            turns = add_tools_prompt(turns, convert_tools(list(tools)))
+        return len(render_prompt(self.get_runtime().loaded.tokenizer, turns))
+
+    # ------------------------------------------------------------------ tools, structure
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools the model may call; calls are grammar-constrained, so always valid.
+
+        ``tool_choice``: ``"auto"`` (default: a router decides whether the request needs
+        a tool; the model then writes one valid call, or answers in prose), ``"any"`` /
+        ``"required"`` (one call), ``"none"``, or a tool's name. Tools are checked here:
+        a parameter type the grammar cannot express, or a ``tool_choice`` naming no
+        bound tool, is an error now rather than at the first call. Extra keywords
+        (``strict``, ``parallel_tool_calls=False``, ...) are passed on to each call.
+        """
+        from langchain_pad.tools import convert_tools, normalize_tool_choice
+
+        specs = convert_tools(list(tools))
+        normalize_tool_choice(tool_choice, specs)
+        return self.bind(tools=[spec.openai() for spec in specs], tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers that always fit ``schema`` (pydantic, TypedDict or JSON schema).
+
+        The answer is decoded under the schema's grammar (``json_schema``: the JSON
+        itself; ``function_calling``: one constrained tool call; ``json_mode``: any JSON
+        object), so it parses unless the token budget runs out first (then the parser
+        raises, or with ``include_raw=True`` reports ``parsing_error``). ``strict`` is
+        accepted for compatibility: constrained output is always strict.
+        """
+        from langchain_pad._structured import structured_runnable
+
+        if kwargs:
+            raise TypeError(f"with_structured_output got unknown argument(s) {sorted(kwargs)}.")
+        return structured_runnable(self, schema, method=method, include_raw=include_raw)
 
     # ------------------------------------------------------------------ one call
 
@@ -353,18 +408,37 @@ class PADChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """LangChain's own ``batch``, with every input submitted at once: one wave.
+        """Every input submitted at once, each in its own config: one wave.
 
-        LangChain's thread pool defaults to a few workers per core, which would split a
-        batch of 8 into waves on a 2-core machine; this raises the pool to the batch
-        (capped by ``max_concurrency`` and the runtime's batch size) and holds the wave
-        until all inputs arrived. Each input still gets its own callbacks and run.
+        LangChain's own ``batch`` runs a thread pool of a few workers per core, which
+        would split a batch of 8 into waves on a 2-core machine, and it does not make
+        each input's config the run's context, where ``configurable`` (``user_id``,
+        ``preference``) is read. This runs each ``invoke`` as a chain step runs, in its
+        config's context, all at once (``max_concurrency`` and the runtime's batch size
+        cap the width), and holds the wave until they arrived.
         """
-        if len(inputs) <= 1:
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        if not inputs:
+            return []
         configs, width = self._wide_configs(inputs, config)
-        with self.get_runtime(kwargs.get("model")).gathering(width):
-            return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+        def one(index: int) -> AIMessage | Exception:
+            with set_config_context(configs[index]) as context:
+                try:
+                    message: AIMessage = context.run(
+                        self.invoke, inputs[index], configs[index], **kwargs
+                    )
+                    return message
+                except Exception as exc:
+                    if return_exceptions:
+                        return exc
+                    raise
+
+        runtime = self.get_runtime(kwargs.get("model"))
+        with (
+            runtime.gathering(width if width > 1 else 0),
+            get_executor_for_config(configs[0]) as executor,
+        ):
+            return list(executor.map(one, range(len(inputs))))  # type: ignore[arg-type]
 
     async def abatch(
         self,
@@ -375,12 +449,22 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async twin of :meth:`batch`."""
-        if len(inputs) <= 1:
-            return await super().abatch(
-                inputs, config, return_exceptions=return_exceptions, **kwargs
-            )
+        if not inputs:
+            return []
         configs, width = self._wide_configs(inputs, config)
-        with self.get_runtime(kwargs.get("model")).gathering(width):
-            return await super().abatch(
-                inputs, configs, return_exceptions=return_exceptions, **kwargs
-            )
+        slots = asyncio.Semaphore(width)
+
+        async def one(index: int) -> AIMessage | Exception:
+            async with slots:
+                with set_config_context(configs[index]) as context:
+                    call = self.ainvoke(inputs[index], configs[index], **kwargs)
+                    try:
+                        message: AIMessage = await asyncio.create_task(call, context=context)
+                        return message
+                    except Exception as exc:
+                        if return_exceptions:
+                            return exc
+                        raise
+
+        with self.get_runtime(kwargs.get("model")).gathering(width if width > 1 else 0):
+            return list(await asyncio.gather(*(one(i) for i in range(len(inputs)))))  # type: ignore[arg-type]

@@ -39,10 +39,12 @@ if TYPE_CHECKING:
         RequestTicket,
         TokenEvent,
     )
+    from langchain_pad.engine.grammar import GrammarCompiler
     from langchain_pad.engine.scheduler import EventSink
     from langchain_pad.models import LoadedModel
     from langchain_pad.profiles import InMemoryProfileStore, RewardModelRef
     from langchain_pad.reward_model import PersonalizedRewardModel
+    from langchain_pad.tool_router import EmbeddingToolRouter
 
 __all__ = ["PADRuntime"]
 
@@ -95,6 +97,8 @@ class PADRuntime:
         self._reward_models: dict[str, PersonalizedRewardModel] = {}
         self._refs: dict[str, RewardModelRef] = {}
         self._anchor_stores: dict[str, InMemoryProfileStore] = {}
+        self._compiler: GrammarCompiler | None = None
+        self._router: EmbeddingToolRouter | None = None
 
     def __repr__(self) -> str:
         return (
@@ -215,6 +219,32 @@ class PADRuntime:
                 store = InMemoryProfileStore(reward_model=directory)
                 self._anchor_stores[directory] = store
             return store
+
+    @property
+    def grammar_compiler(self) -> GrammarCompiler:
+        """Compiles a row's grammar (tool calls, structured output) for this tokenizer."""
+        with self._lock:
+            if self._compiler is None:
+                from langchain_pad.engine.grammar import GrammarCompiler
+
+                loaded = self.loaded
+                self._compiler = GrammarCompiler(
+                    loaded.tokenizer,
+                    int(loaded.model.config.vocab_size),
+                    eos_token_ids=loaded.eos_token_ids,
+                )
+            return self._compiler
+
+    @property
+    def tool_router(self) -> EmbeddingToolRouter:
+        """Decides, for ``tool_choice="auto"``, whether a request calls a tool (see
+        :mod:`langchain_pad.tool_router`); built on first use (it loads the embedder)."""
+        with self._lock:
+            if self._router is None:
+                from langchain_pad.tool_router import EmbeddingToolRouter
+
+                self._router = EmbeddingToolRouter()
+            return self._router
 
     # ------------------------------------------------------------------ batching settings
 

@@ -278,6 +278,10 @@ class DecodingEngine:
 
         base_logprobs = torch.log_softmax(logits, dim=-1)
         processed = self._apply_repetition_rules(rows, logits)
+        allowed = self._grammar_masks(rows, failed)
+        if allowed is not None:
+            # before the candidates are taken: PAD only ever scores what the grammar allows
+            processed = processed.masked_fill(~allowed, float("-inf"))
         score_logprobs = (
             base_logprobs if processed is logits else torch.log_softmax(processed, dim=-1)
         )
@@ -357,13 +361,39 @@ class DecodingEngine:
             processed[position] = processor(history, processed[position : position + 1])[0]
         return processed
 
+    def _grammar_masks(self, rows: list[_Row], failed: dict[int, Exception]) -> torch.Tensor | None:
+        """``bool[rows, vocab]`` of the tokens each row's grammar allows; None: no grammars."""
+        import torch
+
+        if all(r.request.grammar is None for r in rows):
+            return None
+        mask = torch.ones(len(rows), self.vocab_size, dtype=torch.bool)
+        for position, row in enumerate(rows):
+            if row.request.grammar is None:
+                continue
+            try:
+                row_mask = row.request.grammar.allowed_mask()
+                mask[position, : row_mask.shape[0]] = row_mask
+                mask[position, row_mask.shape[0] :] = False
+            except Exception as exc:  # this row's own failure: the others go on
+                failed[position] = _row_error(exc)
+        return mask
+
     def _advance(self, row: _Row, token_id: int) -> tuple[str, FinishReason | None, str]:
         """Record a chosen token.
 
         Returns the text it releases, why the row ends (if it does) and the token's own
-        text (the detokenizer's delta, before stop sequences hold any of it back).
+        text (the detokenizer's delta, before stop sequences hold any of it back). A row
+        whose grammar has ended stops here, without another forward pass.
         """
         row.token_ids.append(token_id)
+        grammar = row.request.grammar
+        if grammar is not None:
+            grammar.consume(token_id)
+            if token_id not in self.eos_token_ids and grammar.is_stopped():
+                own = row.detokenizer.push(token_id) + row.detokenizer.flush()
+                released, _ = row.stops.push(own)
+                return released + row.stops.flush(), "stop", own
         if token_id in self.eos_token_ids:
             own = row.detokenizer.flush()
             return row.stops.flush() + own, "stop", own

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    import torch
+
     from langchain_pad.records import PADStepRecord
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -79,6 +81,19 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+class RowGrammar(Protocol):
+    """What the loop needs of a per-row grammar (``langchain_pad.engine.grammar``)."""
+
+    def allowed_mask(self) -> torch.Tensor:
+        """``bool[vocab]``: the tokens that may come next."""
+
+    def consume(self, token_id: int) -> None:
+        """Advance past the chosen token (raises if the grammar did not allow it)."""
+
+    def is_stopped(self) -> bool:
+        """The grammar has ended: nothing but the end of the answer can follow."""
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One conversation to decode: its prompt token ids and how to decode it.
@@ -90,6 +105,9 @@ class GenerationRequest:
     prompt_ids: tuple[int, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
     guidance: Any = None
+    grammar: RowGrammar | None = field(default=None, compare=False)
+    """This row's grammar state (a tool call, a structured answer): the loop masks the
+    tokens it does not allow before the candidates are taken; None: unconstrained."""
 
     def __post_init__(self) -> None:
         if len(self.prompt_ids) == 0:

@@ -2,17 +2,17 @@
 
 Steps: stage-1 training on the dataset's train split, held-out pair accuracy per axis,
 dropping axes that did not learn (they are reported, never shipped as if they worked),
-saving, re-measuring on the *saved* file, calibrating each pole's anchor weight, and
-writing the anchor profiles, metrics and a model card beside the weights.
+saving, re-measuring on the *saved* file, calibrating each pole's anchor weight
+(``calibration.py``), and writing the anchor profiles, metrics and a model card
+(``model_card.py``) beside the weights. ``recalibrate_anchors`` re-runs only the
+calibration on a trained PersRM.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import platform
 import random
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -24,15 +24,32 @@ import torch
 
 from langchain_pad.axes import PreferenceAxis, axes_by_name
 from langchain_pad.datagen.dataset import PairRecord, read_dataset
+from langchain_pad.training.calibration import calibrate_anchors, pick_magnitude, pole_wordings
+from langchain_pad.training.model_card import CARD_FILE, model_card, write_card
 from langchain_pad.training.pairs import PreferencePair, TokenizedPair, tokenize_pair
 
 if TYPE_CHECKING:
     from langchain_pad.models import LoadedModel
     from langchain_pad.reward_model import PersonalizedRewardModel
 
+# calibration and the model card have their own modules; their names stay importable here
+__all__ = [
+    "ANCHORS_FILE",
+    "CARD_FILE",
+    "METRICS_FILE",
+    "AxisReport",
+    "TrainSettings",
+    "calibrate_anchors",
+    "model_card",
+    "pair_accuracy",
+    "pick_magnitude",
+    "pole_wordings",
+    "recalibrate_anchors",
+    "train_reward_model",
+]
+
 ANCHORS_FILE = "anchors.json"
 METRICS_FILE = "metrics.json"
-CARD_FILE = "README.md"
 
 
 @dataclass(frozen=True)
@@ -266,7 +283,7 @@ def train_reward_model(
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_card(out, metrics, anchors, manifest.model_dump())
+    write_card(out, metrics, anchors, manifest.model_dump())
     return metrics
 
 
@@ -336,7 +353,7 @@ def recalibrate_anchors(
     metrics["calibration_seconds"] = round(time.perf_counter() - started, 1)
     metrics["recalibrated"] = datetime.now(UTC).isoformat(timespec="seconds")
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_card(out, metrics, anchors, manifest.model_dump())
+    write_card(out, metrics, anchors, manifest.model_dump())
     return metrics
 
 
@@ -347,21 +364,6 @@ def _calibration_prompts(train_records: list[PairRecord], settings: TrainSetting
     )
 
 
-def _write_card(
-    out: Path, metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[str, Any]
-) -> None:
-    """Write the model card, keeping a hand-written ``## Notes`` section across re-runs."""
-    path = out / CARD_FILE
-    notes = ""
-    if path.is_file():
-        text = path.read_text()
-        marker = text.find("\n## Notes\n")
-        if marker >= 0:
-            notes = text[marker + 1 :]
-    card = model_card(metrics, anchors, manifest)
-    path.write_text(card + ("\n" + notes if notes else ""))
-
-
 def _axis_description(axis: PreferenceAxis) -> dict[str, str]:
     return {
         "low": axis.low.name,
@@ -370,220 +372,3 @@ def _axis_description(axis: PreferenceAxis) -> dict[str, str]:
         "high_description": axis.high.description,
         "judge": axis.judge,
     }
-
-
-def calibrate_anchors(
-    loaded: LoadedModel,
-    rm: PersonalizedRewardModel,
-    axes: list[PreferenceAxis],
-    reports: list[AxisReport],
-    prompts: list[str],
-    settings: TrainSettings,
-    *,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Pick each pole's weight on training prompts, at the length its judge is read at.
-
-    A pole's weight is the magnitude that moves the judge against plain greedy on the
-    most calibration prompts while the answers stay fluent (median perplexity ratio to
-    greedy at most ``max_perplexity_ratio``); ties go to the smaller weight. Taking the
-    best rather than the first weight over a bar matters: a bar just reached on a few
-    prompts falls back below it on new ones.
-    """
-    from langchain_pad.evaluation import DecodeRow, decode_conditions, perplexities
-    from langchain_pad.judges import judge
-
-    names = rm.axes
-    k = len(prompts)
-    by_length: dict[int, list[PreferenceAxis]] = {}
-    for axis in axes:
-        length = settings.calibration_new_tokens or axis.eval_new_tokens
-        by_length.setdefault(length, []).append(axis)
-    for length, group in sorted(by_length.items()):
-        rows = [DecodeRow(p) for p in prompts]
-        plan: list[tuple[PreferenceAxis, int, float]] = []
-        for axis in group:
-            for sign in (-1, 1):
-                for magnitude in settings.calibration_magnitudes:
-                    plan.append((axis, sign, magnitude))
-                    weights = tuple(sign * magnitude if n == axis.name else 0.0 for n in names)
-                    rows.extend(DecodeRow(p, weights=weights) for p in prompts)
-        outputs = decode_conditions(
-            loaded,
-            rows,
-            reward_model=rm,
-            max_new_tokens=length,
-            description=f"calibrating anchors ({length} tokens)",
-            show_progress=show_progress,
-        )
-        ppl = perplexities(loaded, [r.prompt for r in rows], [o.token_ids for o in outputs])
-        base_out, base_ppl = outputs[:k], ppl[:k]
-        for i, (axis, sign, magnitude) in enumerate(plan):
-            block = slice(k * (i + 1), k * (i + 2))
-            score = judge(axis.judge)
-            moved = [
-                sign * (score(o.text) - score(b.text)) > 0
-                for o, b in zip(outputs[block], base_out, strict=True)
-            ]
-            ratio = statistics.median(
-                p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
-            )
-            report = next(r for r in reports if r.name == axis.name)
-            report.calibration.append(
-                {
-                    "sign": sign,
-                    "magnitude": magnitude,
-                    "new_tokens": length,
-                    "prompts": k,
-                    "win_rate": round(sum(moved) / k, 3),
-                    "perplexity_ratio": round(ratio, 3),
-                }
-            )
-    anchors: list[dict[str, Any]] = []
-    for axis in axes:
-        report = next(r for r in reports if r.name == axis.name)
-        magnitudes = []
-        for sign, pole in ((-1, axis.low), (1, axis.high)):
-            magnitude = pick_magnitude(
-                [c for c in report.calibration if c["sign"] == sign],
-                settings.max_perplexity_ratio,
-            )
-            magnitudes.append(magnitude)
-            wording = pole_wordings().get(f"{axis.name}:{pole.name}", {})
-            anchors.append(
-                {
-                    "name": f"{axis.name}:{pole.name}",
-                    "description": wording.get("description", pole.description),
-                    "aliases": list(wording.get("aliases", [])),
-                    "weights": {n: (sign * magnitude if n == axis.name else 0.0) for n in names},
-                }
-            )
-        report.anchor_magnitude = max(magnitudes)
-    return {"format_version": 1, "axes": names, "anchors": anchors}
-
-
-def pick_magnitude(trials: list[dict[str, Any]], max_perplexity_ratio: float) -> float:
-    """The fluent trial with the highest win rate (the smaller weight on ties); with no
-    fluent trial, the smallest weight tried."""
-    if not trials:
-        raise ValueError("no calibration trials to pick a weight from")
-    fluent = [t for t in trials if t["perplexity_ratio"] <= max_perplexity_ratio]
-    if not fluent:
-        return float(min(t["magnitude"] for t in trials))
-    best = max(fluent, key=lambda t: (t["win_rate"], -t["magnitude"]))
-    return float(best["magnitude"])
-
-
-def pole_wordings() -> dict[str, dict[str, Any]]:
-    """How users phrase each pole (``data/anchor_descriptions.json``), for matching."""
-    from importlib import resources
-
-    source = resources.files("langchain_pad") / "data" / "anchor_descriptions.json"
-    poles: dict[str, dict[str, Any]] = json.loads(source.read_text(encoding="utf-8"))["poles"]
-    return poles
-
-
-def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[str, Any]) -> str:
-    """The README shipped beside the weights: what it is, how it was made, how it scores."""
-    lines = [
-        "# langchain-pad default PersRM",
-        "",
-        f"Personalized reward model for PAD decoding on `{metrics['base_model']}` "
-        "(the embedded SmolLM2-135M-Instruct). It holds only the trained parts: a copy of the "
-        f"base model's top {metrics['settings']['adapted_layers']} layers (the adapter) and one "
-        "576x576 head per axis, stored in bfloat16; the frozen base model supplies the rest.",
-        "",
-        "## Axes",
-        "",
-        "| axis | low pole (w < 0) | high pole (w > 0) | train pairs | held-out pairs "
-        "| held-out accuracy | shipped |",
-        "|---|---|---|---:|---:|---:|---|",
-    ]
-    for axis in metrics["axes"]:
-        lines.append(
-            f"| {axis['name']} | {axis['low']} | {axis['high']} | {axis['train_pairs']} | "
-            f"{axis['heldout_pairs']} | {axis['heldout_accuracy']:.2f} | "
-            f"{'yes' if axis['shipped'] else 'no: ' + axis['reason']} |"
-        )
-    lines += [
-        "",
-        "Held-out accuracy: share of held-out pairs (prompts never trained on) whose "
-        "higher-pole answer gets the larger summed reward on that axis, measured on the "
-        "saved bfloat16 file.",
-        "",
-        "## Anchor profiles",
-        "",
-        "| anchor | weights |",
-        "|---|---|",
-    ]
-    for anchor in anchors["anchors"]:
-        nonzero = {k: v for k, v in anchor["weights"].items() if v}
-        lines.append(f"| {anchor['name']} | {nonzero} |")
-    s = metrics["settings"]
-    lines += [
-        "",
-        f"Each pole's weight is the one of {list(s['calibration_magnitudes'])} that moved the "
-        f"axis judge against plain greedy on the most of {s['calibration_prompts']} training "
-        "prompts (ties: the smaller) among those whose answers' median perplexity ratio to "
-        f"plain greedy stays at most {s['max_perplexity_ratio']}. Answers are read at the "
-        "axis's judge length (a length judge needs answers the base model can finish):",
-        "",
-        "| axis | sign | weight | new tokens | win rate vs greedy | perplexity ratio |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for axis in metrics["axes"]:
-        for trial in axis.get("calibration", []):
-            lines.append(
-                f"| {axis['name']} | {trial['sign']:+d} | {trial['magnitude']:g} | "
-                f"{trial.get('new_tokens', '')} | {trial['win_rate']:.2f} | "
-                f"{trial['perplexity_ratio']:.2f} |"
-            )
-    lines += [
-        "",
-        "## Data",
-        "",
-        f"Dataset v{manifest['dataset_version']} (`data/preferences/v{manifest['dataset_version']}`"
-        f"), {manifest['prompt_set']['prompts']} prompts of the project's own instruction set "
-        f"({manifest['prompt_set']['heldout']} held out by id hash), answers sampled from the "
-        "base model under each pole's system prompt "
-        f"(T={manifest['settings']['temperature']}, top-p {manifest['settings']['top_p']}, "
-        f"{manifest['settings']['max_new_tokens']} new tokens, seed {manifest['seed']}), pairs "
-        "kept where the axis judge agreed with the intended direction:",
-        "",
-        "| axis | judge | min gap | pairs kept | filtered |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for name, counts in manifest["axes"].items():
-        lines.append(
-            f"| {name} | {counts['judge']} | {counts['min_gap']} | {counts['pairs_kept']} | "
-            f"{counts['filter_rate']:.0%} |"
-        )
-    lines += [
-        "",
-        "## Training",
-        "",
-        f"Stage 1 (PAD loss, eq. 8), beta {s['beta']}, AdamW lr {s['learning_rate']}, "
-        f"{s['epochs']} epochs, seed {s['seed']}; epoch losses "
-        f"{metrics['stage1']['epoch_losses']}; {metrics['stage1']['seconds']:.0f} s of training, "
-        f"{metrics['wall_seconds']:.0f} s for the whole `train` command on "
-        f"{metrics['machine']['platform']} ({metrics['machine']['cpu_threads']} threads)"
-        + (
-            f"; the anchor calibration took {metrics['calibration_seconds']:.0f} s"
-            + (f" (re-run {metrics['recalibrated']})" if "recalibrated" in metrics else "")
-            if "calibration_seconds" in metrics
-            else ""
-        )
-        + ".",
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        "make install",
-        "OMP_NUM_THREADS=1 langchain-pad data generate --out data/preferences/v1 "
-        "--axes expertise informativeness style --max-new-tokens 64 --temperature 0.7",
-        "OMP_NUM_THREADS=1 langchain-pad train --data data/preferences/v1 "
-        f"--out langchain_pad/default_persrm --max-pairs-per-axis {s['max_train_pairs_per_axis']}",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)

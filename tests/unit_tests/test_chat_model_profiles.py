@@ -213,3 +213,15 @@ def test_async_and_default_user(llm):
     defaulted = llm.model_copy(update={"user_id": "ana"})
     answer = asyncio.run(defaulted.ainvoke("hi"))
     assert profile_of(answer)["user_id"] == "ana"
+
+
+def test_each_input_of_a_batch_reads_its_own_configurable(llm, store, ref):
+    store.put(PreferenceProfile(user_id="ben", weights={"expertise": -2.0}, reward_model=ref))
+    chain = RunnableLambda(lambda text: text) | llm
+    configs = [{"configurable": {"user_id": "ana"}}, {"configurable": {"user_id": "ben"}}]
+    answers = chain.batch(["hi", "hi"], configs)
+    assert [profile_of(a)["user_id"] for a in answers] == ["ana", "ben"]
+    answers = asyncio.run(chain.abatch(["hi", "hi"], configs))
+    assert [profile_of(a)["user_id"] for a in answers] == ["ana", "ben"]
+    direct = llm.batch(["hi", "hi"], configs)  # LangChain's own configurable, per input
+    assert [profile_of(a)["user_id"] for a in direct] == ["ana", "ben"]

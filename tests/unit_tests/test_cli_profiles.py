@@ -15,7 +15,7 @@ from .test_profiles import ANCHORS_JSON, fake_persrm
 
 @pytest.fixture
 def run(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_embedder", lambda args: HashingEmbedder())
+    monkeypatch.setattr(cli.profiles, "_embedder", lambda args: HashingEmbedder())
     store = tmp_path / "profiles.sqlite3"
 
     def invoke(*argv):
@@ -85,7 +85,7 @@ def test_seed_and_match(run, persrm):
 
 def test_feedback_export_import(run, persrm, tmp_path, monkeypatch):
     ref = RewardModelRef(id="x", axes=("expertise", "informativeness", "style"))
-    monkeypatch.setattr(cli, "_learner", lambda args: CountingLearner(ref))
+    monkeypatch.setattr(cli.profiles, "_learner", lambda args: CountingLearner(ref))
     for i in range(2):
         code, out, _ = run(
             "feedback",

@@ -1,0 +1,82 @@
+"""``langchain-pad serve``: the OpenAI-compatible HTTP server (the ``server`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from langchain_pad.models import DEFAULT_MODEL
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from langchain_pad.integrations.server import ServerSettings, serve
+
+    reward_model = None if args.reward_model == "none" else args.reward_model
+    if reward_model is not None:
+        from langchain_pad.models import resolve_reward_model
+
+        try:
+            resolved = resolve_reward_model(reward_model)
+        except FileNotFoundError as exc:
+            print(f"error: {exc} (or serve without PAD: --reward-model none)", file=sys.stderr)
+            return 2
+        if not Path(resolved).is_dir():
+            print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
+            return 2
+    store: Any = None  # it seeds the anchors of the PersRM served, whatever its location
+    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
+        from langchain_pad.integrations.postgres import PostgresProfileStore
+
+        store = PostgresProfileStore(args.profiles, reward_model=reward_model)
+    elif args.profiles is not None:
+        from langchain_pad.profiles import SQLiteProfileStore
+
+        store = SQLiteProfileStore(args.profiles, reward_model=reward_model)
+    settings = ServerSettings(
+        model=args.model,
+        reward_model=reward_model,
+        served_model_name=args.served_model_name,
+        dtype=args.dtype,
+        default_max_tokens=args.default_max_tokens,
+        max_tokens_limit=args.max_tokens_limit,
+        max_request_bytes=args.max_request_bytes,
+        max_batch_size=args.max_batch_size,
+        batch_window=args.batch_window,
+        max_waves=args.max_waves,
+        profile_store=store,
+        unknown_user=args.unknown_user,
+    )
+    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve the model over an OpenAI-compatible HTTP API (needs the server extra)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", default=DEFAULT_MODEL, help="model name, hub id or directory")
+    serve.add_argument(
+        "--reward-model", default="default", help="PersRM directory, 'default' or 'none'"
+    )
+    serve.add_argument("--served-model-name", default=None, help="name clients pass as model")
+    serve.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    serve.add_argument("--default-max-tokens", type=int, default=256)
+    serve.add_argument("--max-tokens-limit", type=int, default=1024)
+    serve.add_argument("--max-request-bytes", type=int, default=1 << 20)
+    serve.add_argument("--max-batch-size", type=int, default=32)
+    serve.add_argument(
+        "--batch-window", type=float, default=0.02, help="seconds a batch waits for more requests"
+    )
+    serve.add_argument(
+        "--max-waves", type=int, default=4, help="batches decoded at once, a step of each in turn"
+    )
+    serve.add_argument(
+        "--profiles", default=None, help="profile store: a SQLite file or a postgresql:// URL"
+    )
+    serve.add_argument("--unknown-user", choices=["fallback", "error"], default="fallback")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_cmd_serve)

@@ -1,0 +1,132 @@
+"""Anchor calibration: the weight of each pole's anchor profile, picked by decoding.
+
+``calibrate_anchors`` decodes the calibration prompts at every candidate weight of each
+pole, reads the axis's judge against plain greedy, and keeps the best fluent weight;
+``train`` runs it as its last step and ``recalibrate_anchors`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_pad.axes import PreferenceAxis
+    from langchain_pad.models import LoadedModel
+    from langchain_pad.reward_model import PersonalizedRewardModel
+    from langchain_pad.training.pipeline import AxisReport, TrainSettings
+
+__all__ = ["calibrate_anchors", "pick_magnitude", "pole_wordings"]
+
+
+def calibrate_anchors(
+    loaded: LoadedModel,
+    rm: PersonalizedRewardModel,
+    axes: list[PreferenceAxis],
+    reports: list[AxisReport],
+    prompts: list[str],
+    settings: TrainSettings,
+    *,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Pick each pole's weight on training prompts, at the length its judge is read at.
+
+    A pole's weight is the magnitude that moves the judge against plain greedy on the
+    most calibration prompts while the answers stay fluent (median perplexity ratio to
+    greedy at most ``max_perplexity_ratio``); ties go to the smaller weight. Taking the
+    best rather than the first weight over a bar matters: a bar just reached on a few
+    prompts falls back below it on new ones.
+    """
+    from langchain_pad.evaluation import DecodeRow, decode_conditions, perplexities
+    from langchain_pad.judges import judge
+
+    names = rm.axes
+    k = len(prompts)
+    by_length: dict[int, list[PreferenceAxis]] = {}
+    for axis in axes:
+        length = settings.calibration_new_tokens or axis.eval_new_tokens
+        by_length.setdefault(length, []).append(axis)
+    for length, group in sorted(by_length.items()):
+        rows = [DecodeRow(p) for p in prompts]
+        plan: list[tuple[PreferenceAxis, int, float]] = []
+        for axis in group:
+            for sign in (-1, 1):
+                for magnitude in settings.calibration_magnitudes:
+                    plan.append((axis, sign, magnitude))
+                    weights = tuple(sign * magnitude if n == axis.name else 0.0 for n in names)
+                    rows.extend(DecodeRow(p, weights=weights) for p in prompts)
+        outputs = decode_conditions(
+            loaded,
+            rows,
+            reward_model=rm,
+            max_new_tokens=length,
+            description=f"calibrating anchors ({length} tokens)",
+            show_progress=show_progress,
+        )
+        ppl = perplexities(loaded, [r.prompt for r in rows], [o.token_ids for o in outputs])
+        base_out, base_ppl = outputs[:k], ppl[:k]
+        for i, (axis, sign, magnitude) in enumerate(plan):
+            block = slice(k * (i + 1), k * (i + 2))
+            score = judge(axis.judge)
+            moved = [
+                sign * (score(o.text) - score(b.text)) > 0
+                for o, b in zip(outputs[block], base_out, strict=True)
+            ]
+            ratio = statistics.median(
+                p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
+            )
+            report = next(r for r in reports if r.name == axis.name)
+            report.calibration.append(
+                {
+                    "sign": sign,
+                    "magnitude": magnitude,
+                    "new_tokens": length,
+                    "prompts": k,
+                    "win_rate": round(sum(moved) / k, 3),
+                    "perplexity_ratio": round(ratio, 3),
+                }
+            )
+    anchors: list[dict[str, Any]] = []
+    for axis in axes:
+        report = next(r for r in reports if r.name == axis.name)
+        magnitudes = []
+        for sign, pole in ((-1, axis.low), (1, axis.high)):
+            magnitude = pick_magnitude(
+                [c for c in report.calibration if c["sign"] == sign],
+                settings.max_perplexity_ratio,
+            )
+            magnitudes.append(magnitude)
+            wording = pole_wordings().get(f"{axis.name}:{pole.name}", {})
+            anchors.append(
+                {
+                    "name": f"{axis.name}:{pole.name}",
+                    "description": wording.get("description", pole.description),
+                    "aliases": list(wording.get("aliases", [])),
+                    "weights": {n: (sign * magnitude if n == axis.name else 0.0) for n in names},
+                }
+            )
+        report.anchor_magnitude = max(magnitudes)
+    return {"format_version": 1, "axes": names, "anchors": anchors}
+
+
+def pick_magnitude(trials: list[dict[str, Any]], max_perplexity_ratio: float) -> float:
+    """The fluent trial with the highest win rate (the smaller weight on ties); with no
+    fluent trial, the smallest weight tried."""
+    if not trials:
+        raise ValueError("no calibration trials to pick a weight from")
+    fluent = [t for t in trials if t["perplexity_ratio"] <= max_perplexity_ratio]
+    if not fluent:
+        return float(min(t["magnitude"] for t in trials))
+    best = max(fluent, key=lambda t: (t["win_rate"], -t["magnitude"]))
+    return float(best["magnitude"])
+
+
+def pole_wordings() -> dict[str, dict[str, Any]]:
+    """How users phrase each pole (``data/anchor_descriptions.json``), for matching."""
+    from importlib import resources
+
+    source = resources.files("langchain_pad") / "data" / "anchor_descriptions.json"
+    poles: dict[str, dict[str, Any]] = json.loads(source.read_text(encoding="utf-8"))["poles"]
+    return poles

@@ -1,0 +1,45 @@
+"""The `langchain-pad` parser: every command group is there and every command runs a handler."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from langchain_pad.cli import build_parser
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        yield path, parser
+    for action in subparsers:
+        for name, sub in action.choices.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_command_has_a_handler():
+    leaves = dict(_commands(build_parser()))
+    assert {path[0] for path in leaves} == {
+        "demo",
+        "data",
+        "train",
+        "calibrate",
+        "models",
+        "serve",
+        "profiles",
+    }
+    for path, parser in leaves.items():
+        assert callable(parser.get_default("handler")), path
+
+
+def test_python_dash_m_runs_the_command():
+    # the server's tests, examples and benchmarks start it this way
+    result = subprocess.run(
+        [sys.executable, "-m", "langchain_pad.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--unknown-user" in result.stdout
