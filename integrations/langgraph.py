@@ -128,6 +128,8 @@ class LangGraphProfileStore(BaseProfileStore):
     :class:`~langchain_pad.profiles.SQLiteProfileStore`.
     """
 
+    _backend_name = "langgraph"
+
     def __init__(
         self,
         store: BaseStore,

@@ -23,7 +23,12 @@ that many processes and machines can share. What it guarantees:
   nearest user descriptions instead of loading every vector into the process; the
   anchor poles are ranked in process by the same ranker as every other store.
 - **Isolation by schema.** All tables live in one schema (``schema=``, default
-  ``langchain_pad``): several stores can share a database.
+  ``langchain_pad``): several stores can share a database. A schema that holds other
+  tables and no store's schema version is refused and left as it was.
+- **No writes into damage.** A statement failing with PostgreSQL's corruption errors
+  (``XX001`` data corrupted, ``XX002`` index corrupted) marks the store damaged: every
+  later write is refused with :class:`ProfileStoreError`. ``read_only=True`` (a
+  replica, a read-only role) creates nothing, seeds nothing and refuses writes.
 
 Needs the ``postgres`` extra (``psycopg[binary]``, ``pgvector``) and a server where the
 ``vector`` extension is available (``CREATE EXTENSION vector`` is run if needed).
@@ -57,51 +62,12 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "pip install 'langchain-pad[postgres]'"
     ) from exc
 
+from langchain_pad.integrations.postgres_schema import SCHEMA_VERSION, check_schema, create_schema
+
 if TYPE_CHECKING:
     from langchain_pad.embeddings import Embedder
 
 __all__ = ["SCHEMA_VERSION", "PostgresProfileStore"]
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data JSONB NOT NULL,
-    embedding vector
-);
-CREATE TABLE IF NOT EXISTS history (
-    user_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL,
-    data JSONB,
-    PRIMARY KEY (user_id, version)
-);
-CREATE TABLE IF NOT EXISTS descriptions (
-    id BIGSERIAL PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    text TEXT NOT NULL,
-    vector vector NOT NULL
-);
-CREATE INDEX IF NOT EXISTS descriptions_user ON descriptions (user_id);
-CREATE TABLE IF NOT EXISTS feedback (
-    id BIGSERIAL PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    chosen TEXT NOT NULL,
-    rejected TEXT NOT NULL,
-    profile_version INTEGER NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    features JSONB,
-    reward_model_id TEXT
-);
-CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, id);
-INSERT INTO meta VALUES ('desc_epoch', '0') ON CONFLICT DO NOTHING;
-"""
 
 
 class PostgresDialect(SQLDialect):
@@ -157,6 +123,7 @@ class PostgresProfileStore(SQLProfileStore):
         anchors_from: str | Path | None = AUTO,
         ef_search: int = 100,
         connect_timeout: float = 10.0,
+        read_only: bool = False,
     ) -> None:
         super().__init__(
             embedder=embedder,
@@ -174,48 +141,25 @@ class PostgresProfileStore(SQLProfileStore):
         self._connections_lock = threading.Lock()
         self._indexed_dims: set[int] = set()
         self._closed = False
-        self._create_schema()
+        self._read_only = read_only
+        self._damage: list[str] = []
+        if read_only:
+            check_schema(self.conninfo, self.schema, self._connect_timeout)
+            return  # nothing is created or seeded
+        create_schema(self.conninfo, self.schema, self._connect_timeout)
         self._seed_initial(anchors, anchors_from)
+
+    _backend_name = "postgres"
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
 
     @property
     def _identity(self) -> tuple[object, ...]:
         return (self.conninfo, self.schema)
 
     # ------------------------------------------------------------------ connections
-
-    def _create_schema(self) -> None:
-        with (
-            psycopg.connect(
-                self.conninfo, autocommit=True, connect_timeout=int(self._connect_timeout)
-            ) as connection,
-            connection.transaction(),
-        ):
-            # one creator at a time, across processes
-            connection.execute("SELECT pg_advisory_xact_lock(hashtext('langchain_pad:ddl'))")
-            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            connection.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-            )
-            connection.execute(
-                sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(self.schema))
-            )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-            found = int(row[0]) if row else 0
-            if found > SCHEMA_VERSION:
-                raise ProfileStoreError(
-                    f"this profile store uses schema version {found}, newer than this "
-                    f"langchain-pad understands ({SCHEMA_VERSION}): upgrade langchain-pad"
-                )
-            connection.execute(
-                "INSERT INTO meta VALUES ('schema_version', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (str(SCHEMA_VERSION),),
-            )
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._closed:
@@ -228,6 +172,8 @@ class PostgresProfileStore(SQLProfileStore):
             connection.execute(
                 sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema))
             )
+            if self._read_only:  # the server itself refuses writes on this connection
+                connection.execute("SET default_transaction_read_only = on")
             register_vector(connection)
             self._local.connection = connection
             with self._connections_lock:
@@ -250,19 +196,73 @@ class PostgresProfileStore(SQLProfileStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[SQLTransaction]:
+        self._require_writable()
         connection = self._connection()
-        with connection.transaction():
+        with self._guard(), connection.transaction():
             yield _PostgresTransaction(connection, _DIALECT)
+
+    def _query(self, statement: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._guard():
+            return super()._query(statement, params)
+
+    def _write_refusal(self) -> Exception | None:
+        where = f"the profile store (schema {self.schema!r})"
+        if self._closed:
+            return ProfileStoreError(f"{where} is closed")
+        if self._read_only:
+            return ProfileStoreError(
+                f"{where} is read-only (opened with read_only=True): it can be read, not "
+                "written; open it with read_only=False on a writable server to change it"
+            )
+        if self._damage:
+            return ProfileStoreError(
+                f"{where} is damaged ({self._damage[0]}); it takes no more writes: repair "
+                "the database (REINDEX, or restore from a backup or an export_json())"
+            )
+        return None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """PostgreSQL's corruption errors (SQLSTATE class XX) mark the store damaged."""
+        try:
+            yield
+        except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
+            finding = f"PostgreSQL {exc.sqlstate}: {str(exc).splitlines()[0]}"
+            with self._connections_lock:
+                self._damage = list(dict.fromkeys([*self._damage, finding]))
+            refusal = self._write_refusal()
+            raise (refusal or ProfileStoreError(finding)) from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise ProfileStoreError(
+                f"the profile store (schema {self.schema!r}) is on a read-only server or "
+                f"connection ({str(exc).splitlines()[0]}): open it with read_only=True to read"
+            ) from exc
 
     def _backend_integrity(self) -> list[str]:
         rows = self._query("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        return [] if rows else ["the pgvector extension is missing from the database"]
+        findings = [] if rows else ["the pgvector extension is missing from the database"]
+        return [*self._damage, *findings]
+
+    def _after_check(self, backend_findings: list[str]) -> None:
+        with self._connections_lock:
+            self._damage = [f for f in backend_findings if f.startswith("PostgreSQL XX")]
+
+    def _probe(self) -> list[str]:
+        """One round trip (``SELECT 1``); no host names or paths in the finding."""
+        if self._closed:
+            return ["the profile store is closed"]
+        try:
+            self._connection().execute("SELECT 1").fetchone()
+        except psycopg.Error as exc:
+            return [*self._damage, f"the database does not answer ({type(exc).__name__})"]
+        return list(self._damage)
 
     # ------------------------------------------------------------------ matching (HNSW)
 
     def _ensure_index(self, dim: int) -> None:
-        """The HNSW index over descriptions embedded with ``dim`` dimensions."""
-        if dim in self._indexed_dims:
+        """The HNSW index over descriptions embedded with ``dim`` dimensions (a
+        read-only store creates none: its lookups scan when no writer made one)."""
+        if dim in self._indexed_dims or self._read_only:
             return
         name = sql.Identifier(f"descriptions_hnsw_{dim}")
         connection = self._connection()

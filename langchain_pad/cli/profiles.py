@@ -164,6 +164,26 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Read-only: a damaged or foreign file is reported, never altered."""
+    from langchain_pad.profiles import SQLiteProfileStore
+
+    with SQLiteProfileStore(args.store, reward_model=None, read_only=True) as store:
+        findings = store.check_integrity()
+        count = None if findings else store.count()
+    for finding in findings:
+        print(f"problem: {finding}")
+    if findings:
+        print(
+            f"{len(findings)} problem(s) in {store.path}: restore it from a backup, or export "
+            f"what is readable (langchain-pad profiles --store {store.path} export FILE) and "
+            "import it into a new store"
+        )
+        return 1
+    print(f"{store.path}: ok ({count} profiles)")
+    return 0
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from langchain_pad.embeddings import DEFAULT_EMBEDDING_MODEL
 
@@ -242,3 +262,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--reward-model", default="default", help="PersRM with anchors.json (default: shipped)"
     )
     seed.set_defaults(handler=_cmd_seed)
+
+    check = sub.add_parser("check", help="check the store file for damage (reads only)")
+    check.set_defaults(handler=_cmd_check)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from langchain_pad.profiles.matching import (
     EmbeddingIndex,
     MatchResult,
 )
+from langchain_pad.profiles.profile import utcnow
 from langchain_pad.profiles.protocol import FeedbackLearner, Kind, ProfileStoreError
 from langchain_pad.profiles.versioning import VersionedStore
 
@@ -76,6 +79,7 @@ class BaseProfileStore(AsyncTwins, VersionedStore):
         :class:`~langchain_pad.profiles.Stage2Learner` for :attr:`reward_model_dir`."""
         self.reward_model_dir = _reward_model_dir(reward_model)
         """The PersRM directory the store serves (resolved), or None."""
+        self._last_check: _Check | None = None
         self._default_learner: FeedbackLearner | None = None
         self._default_learner_lock = threading.Lock()
         self.matcher = ProfileMatcher(
@@ -199,6 +203,7 @@ class BaseProfileStore(AsyncTwins, VersionedStore):
         store's reward model (built on first use: it loads the base model).
         """
         learning.check_pair(user_id, chosen, rejected)
+        self._require_writable()  # before the learner runs a model
         return learning.record_feedback(
             self, self._learner(learner), user_id, prompt, chosen, rejected
         )
@@ -231,8 +236,65 @@ class BaseProfileStore(AsyncTwins, VersionedStore):
         return transfer.import_json(self, data)
 
     def check_integrity(self) -> list[str]:
-        """Problems found; an empty list means the store is consistent."""
-        return transfer.check_integrity(self)
+        """Problems found; an empty list means the store is consistent.
+
+        Never raises on a damaged store: what is wrong comes back as findings (see
+        :func:`~langchain_pad.profiles.transfer.integrity_report`). The result is kept
+        for :meth:`health`.
+        """
+        backend, consistency = transfer.integrity_report(self)
+        self._last_check = _Check(backend, len(consistency), utcnow())
+        self._after_check(backend)
+        return backend + consistency
+
+    def _after_check(self, backend_findings: list[str]) -> None:
+        """A backend reacts to a full check (SQLite refuses writes while it finds damage)."""
+
+    def health(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The store's state, cheap enough for a server's ``/health``.
+
+        ``{"ok": bool, "backend": "sqlite" | "postgres" | "memory" | ..., "read_only":
+        bool, "findings": [str, ...], "checked_at": ISO time of the last full check or
+        None}``. ``ok`` is False when something is wrong (damage found by the last
+        :meth:`check_integrity`, before a write or by a failed statement, or a cheap
+        probe now); a read-only store is ``ok`` (it serves reads). ``refresh=True``
+        runs the full :meth:`check_integrity` first (it reads the whole store: call it
+        from an admin path or a timer, not per request). Findings name no paths and no
+        users: inconsistent profiles are counted, not named, so the dict may be shown
+        to any client; ``langchain-pad profiles check`` lists them.
+        """
+        if refresh:
+            self.check_integrity()
+        last = self._last_check
+        findings = list(dict.fromkeys([*self._probe(), *(last.backend if last else [])]))
+        if last is not None and last.inconsistent:
+            findings.append(
+                f"{last.inconsistent} consistency problem(s) in the stored profiles "
+                "(`langchain-pad profiles check` lists them)"
+            )
+        return {
+            "ok": not findings,
+            "backend": self._backend_name,
+            "read_only": self.read_only,
+            "findings": findings,
+            "checked_at": None if last is None else last.at.isoformat(),
+        }
+
+    _backend_name = "custom"
+    """What :meth:`health` calls the backend."""
+
+    def _probe(self) -> list[str]:
+        """Findings of a cheap look at the store now (a backend's override); no paths."""
+        return []
+
+
+@dataclass(frozen=True)
+class _Check:
+    """The last full :meth:`BaseProfileStore.check_integrity`, for :meth:`health`."""
+
+    backend: list[str]
+    inconsistent: int
+    at: datetime
 
 
 def _reward_model_dir(reward_model: RewardModelSetting) -> Path | None:

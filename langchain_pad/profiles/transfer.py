@@ -7,6 +7,7 @@ moved between backends (SQLite -> PostgreSQL) or backed up as one JSON document;
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from langchain_pad.profiles.protocol import FeedbackRecord
 if TYPE_CHECKING:
     from langchain_pad.profiles.versioning import VersionedStore
 
-__all__ = ["EXPORT_FORMAT", "check_integrity", "export_json", "import_json"]
+__all__ = ["EXPORT_FORMAT", "check_integrity", "export_json", "import_json", "integrity_report"]
 
 EXPORT_FORMAT = "langchain-pad-profiles"
 
@@ -43,6 +44,7 @@ def import_json(store: VersionedStore, data: Mapping[str, Any]) -> int:
             f"not a langchain-pad profiles export (format {data.get('format')!r}, "
             f"version {data.get('format_version')!r})"
         )
+    store._require_writable()  # before embedding anything
     profiles = [PreferenceProfile.model_validate(p) for p in data.get("profiles", [])]
     history: dict[str, list[ProfileVersion]] = {}
     for item in data.get("history", []):
@@ -83,13 +85,33 @@ def import_json(store: VersionedStore, data: Mapping[str, Any]) -> int:
 
 
 def check_integrity(store: VersionedStore) -> list[str]:
-    """Problems found (an empty list means the store is consistent).
+    """Problems found (an empty list means the store is consistent); see
+    :func:`integrity_report`."""
+    backend, consistency = integrity_report(store)
+    return backend + consistency
 
-    Checks that each profile's history runs 1..version without gaps, that the
-    current profile equals its last history entry, and that the feedback count
-    equals the stored pairs, each pointing at an existing version.
+
+def integrity_report(store: VersionedStore) -> tuple[list[str], list[str]]:
+    """``(backend findings, consistency findings)``; never raises on a damaged store.
+
+    The backend's own check comes first (SQLite's ``integrity_check``: unreadable
+    pages, missing tables). Then the contents: each profile's history runs
+    1..version without gaps, the current profile equals its last history entry, and
+    the feedback count equals the stored pairs, each pointing at an existing version.
+    Contents that cannot be read are one backend finding (no paths, no user data);
+    consistency findings name the user ids concerned.
     """
-    problems = store._backend_integrity()
+    backend = store._backend_integrity()
+    try:
+        return backend, _consistency(store)
+    except Exception as exc:  # a damaged store: the finding is the answer, not an error
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+        what = str(cause) if isinstance(cause, sqlite3.Error) else type(cause).__name__
+        return [*backend, f"the stored profiles could not be read ({what})"], []
+
+
+def _consistency(store: VersionedStore) -> list[str]:
+    problems: list[str] = []
     history: dict[str, list[ProfileVersion]] = {}
     for entry in store._history(None):
         history.setdefault(entry.user_id, []).append(entry)

@@ -22,6 +22,7 @@ from langchain_pad.profiles.protocol import (
     DescriptionRows,
     FeedbackRecord,
     Kind,
+    ProfileStoreError,
     Transaction,
     UnknownProfileError,
     VersionConflictError,
@@ -91,7 +92,24 @@ class VersionedStore(ABC):
         """Replace every description row's vector (the embedding model changed)."""
 
     def _backend_integrity(self) -> list[str]:
+        """Findings of the backend's own check (SQLite's ``integrity_check``); no paths
+        or user ids, so a server may show them."""
         return []
+
+    @property
+    def read_only(self) -> bool:
+        """The store can be read but not written (a read-only file, ``read_only=True``)."""
+        return False
+
+    def _write_refusal(self) -> Exception | None:
+        """The error a write would raise now (read-only, damaged), or None; cheap."""
+        return None
+
+    def _require_writable(self) -> None:
+        """Raise the write refusal before a write does any work (embedding, a model)."""
+        refusal = self._write_refusal()
+        if refusal is not None:
+            raise refusal
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections; the store is unusable afterwards."""
@@ -122,6 +140,15 @@ class VersionedStore(ABC):
             return
         name = self.embedder.name
         stored = self._meta("embedding_model")
+        if self._write_refusal() is not None:  # read-only or damaged: nothing to write
+            if stored is not None and stored != name:
+                raise ProfileStoreError(
+                    f"this store's descriptions were embedded with {stored!r}, not "
+                    f"{name!r}, and it cannot re-embed them ({self._write_refusal()}); "
+                    f"open it with the embedder {stored!r}"
+                )
+            self._space_checked = True
+            return
         if stored is None:
             self._set_meta("embedding_model", name)
         elif stored != name:
@@ -181,6 +208,7 @@ class VersionedStore(ABC):
         :class:`VersionConflictError` if the stored version differs. The feedback count
         is the store's, not the caller's.
         """
+        self._require_writable()
         before = self._read(profile.user_id)
         same_texts = before is not None and before.descriptions == profile.descriptions
         vectors = None if same_texts else self._vectors_for(profile)
@@ -214,6 +242,7 @@ class VersionedStore(ABC):
         """
         if vectors is not None and len(vectors) != len(profiles):
             raise ValueError(f"got {len(vectors)} vectors for {len(profiles)} profiles")
+        self._require_writable()
         if vectors is not None:
             self._check_space()
         for start in range(0, len(profiles), batch_size):

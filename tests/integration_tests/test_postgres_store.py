@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from langchain_pad.profiles import ProfileStoreError
 from langchain_pad.profiles.testing import HashingEmbedder, ProfileStoreContract, user
 
 from ._postgres import postgres_bin, throwaway_postgres
@@ -72,6 +73,51 @@ def test_users_are_found_past_the_anchor_rows(conninfo):
     finally:
         store.close()
         store.drop()
+
+
+def test_a_schema_of_another_program_is_refused_untouched(conninfo):
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA theirs")
+        connection.execute("CREATE TABLE theirs.profiles (id INT)")
+    try:
+        with pytest.raises(ProfileStoreError) as raised:
+            PostgresProfileStore(conninfo, schema="theirs", embedder=HashingEmbedder())
+        assert str(raised.value) == (
+            "the schema 'theirs' of this database is not a langchain-pad profile store: it "
+            "holds other tables (profiles) and no store schema version. It was left "
+            "untouched; pass schema= a new schema or a store's"
+        )
+        with psycopg.connect(conninfo) as connection:
+            rows = connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'theirs'"
+            ).fetchall()
+        assert rows == [("profiles",)]
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute("DROP SCHEMA theirs CASCADE")
+
+
+def test_a_read_only_store_reads_and_refuses_writes(conninfo):
+    writer = PostgresProfileStore(conninfo, schema="ro_check", embedder=HashingEmbedder())
+    try:
+        writer.put(user("ana", "warm friendly tone", style=1.0))
+        reader = PostgresProfileStore(
+            conninfo, schema="ro_check", embedder=HashingEmbedder(), read_only=True
+        )
+        assert reader.require("ana").weights["style"] == 1.0
+        assert reader.match("warm friendly tone").used == ["ana"]
+        assert reader.check_integrity() == []
+        assert reader.health()["read_only"] is True and reader.health()["ok"] is True
+        with pytest.raises(ProfileStoreError, match=r"is read-only \(opened with read_only"):
+            reader.put(user("bo", "short answers"))
+        with pytest.raises(ProfileStoreError, match="cannot create one"):
+            PostgresProfileStore(conninfo, schema="ro_missing", read_only=True)
+        reader.close()
+    finally:
+        writer.close()
+        writer.drop()
 
 
 def test_two_stores_on_one_server_see_each_others_writes(conninfo):

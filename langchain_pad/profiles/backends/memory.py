@@ -44,6 +44,8 @@ class InMemoryProfileStore(BaseProfileStore):
     :class:`~langchain_pad.profiles.SQLiteProfileStore`.
     """
 
+    _backend_name = "memory"
+
     def __init__(
         self,
         *,

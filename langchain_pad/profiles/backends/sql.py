@@ -181,11 +181,12 @@ class SQLProfileStore(BaseProfileStore):
         return str(rows[0][0]) if rows else None
 
     def _set_meta(self, key: str, value: str) -> None:
-        self._execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        with self._transaction() as txn:  # every write goes through the backend's guard
+            txn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def _reembed_all(self, embed: Callable[[Sequence[str]], npt.NDArray[np.float32]]) -> None:
         rows = self._query("SELECT id, text FROM descriptions ORDER BY id")

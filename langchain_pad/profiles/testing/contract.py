@@ -281,6 +281,19 @@ class BaseContract:
         else:
             raise AssertionError("foreign data must be refused")
 
+    # ------------------------------------------------------------------ health
+
+    def test_health_of_a_sound_store(self, tmp_path: Path) -> None:
+        store = self.store(tmp_path)
+        store.put(user("ana", "short brief answers", informativeness=-1.0))
+        health = store.health()
+        assert set(health) == {"ok", "backend", "read_only", "findings", "checked_at"}
+        assert health["ok"] is True and health["findings"] == []
+        assert health["read_only"] is False and health["checked_at"] is None
+        assert isinstance(health["backend"], str) and health["backend"] != "custom"
+        refreshed = store.health(refresh=True)
+        assert refreshed["ok"] is True and refreshed["checked_at"] is not None
+
     # ------------------------------------------------------------------ async
 
     def test_async_api(self, tmp_path: Path) -> None:
