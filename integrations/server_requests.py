@@ -197,7 +197,7 @@ def validate_request(data: dict[str, Any]) -> ChatCompletionRequest:
         if error["type"] == "extra_forbidden":
             parent = key.rpartition(".")[0]
             accepted = _ACCEPTED.get(parent, "one of the documented fields")
-            message = f"{param}: unknown parameter; {parent or 'the body'} accepts {accepted}."
+            message = f"{param}: unknown parameter; {parent or 'the body'} is {accepted}."
         else:
             accepted = _ACCEPTED.get(key, "")
             reason = "invalid value" if in_union else error["msg"]
