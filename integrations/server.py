@@ -45,11 +45,14 @@ client from another:
   exactly ``{"profile": {"requested": "user_id", "withheld": true}}`` (no weights, beta,
   summary, version or reward-model id, since anyone may send any id), and
   ``pad.return_rewards`` is refused for it (per-token rewards and features give the
-  weights back). An unknown user id, or a profile learned for another reward model,
-  falls back silently (to ``pad.preference``, else no personalization), so status and
-  body read the same as for a user whose profile does not apply. The answer's text still
-  differs when a profile is applied; only keys (a later issue) can stop one client from
-  asking with another's id.
+  weights back). An unknown user id falls back silently (to ``pad.preference``, else no
+  personalization), and so does a stored profile the server cannot use (learned for
+  another reward model, or with weights out of this one's range): status and body are
+  the same for an unknown id as for an unusable one, and an explicit ``pad.user_id`` is
+  never a 404. A ``pad.preference`` that matches an unusable profile is a 409 that names
+  no one. ``/health`` gives the number of the store's findings, not their text. What
+  stays observable: the answer's text differs when a profile is applied; only keys (a
+  later issue) can stop one client from asking with another's id.
 
 Limits: bodies over ``max_request_bytes`` are a 413, a body not received within
 ``body_timeout`` seconds a 408; bad parameters are a 400 that names the parameter and
@@ -96,6 +99,7 @@ from .server_store import StoreHealth, UsableProfiles
 
 if TYPE_CHECKING:
     from langchain_pad import PADChatModel
+    from langchain_pad.profiles import RewardModelRef
     from langchain_pad.runtime import PADRuntime
 
 __all__ = [
@@ -199,7 +203,7 @@ class _Server:
                     "which user ids exist): leave unknown_user at 'fallback'."
                 )
             reward_model = llm.reward_model
-            view = None if store is None else UsableProfiles(store, self._reward_model_id)
+            view = None if store is None else UsableProfiles(store, self._reward_model_ref)
             self.llm: PADChatModel = llm.model_copy(
                 update={
                     "unknown_user": "fallback",
@@ -217,9 +221,9 @@ class _Server:
         self.started = int(time.time())
         self.model_id = settings.served_model_name or self.llm.model_name
 
-    def _reward_model_id(self) -> str:
-        """Id of the PersRM the server decodes with (hashed once by the runtime)."""
-        return self.runtime.reward_model_ref(self._served_reward_model or "default").id
+    def _reward_model_ref(self) -> RewardModelRef:
+        """Id and axes of the PersRM the server decodes with (hashed once by the runtime)."""
+        return self.runtime.reward_model_ref(self._served_reward_model or "default")
 
     def warm_up(self) -> None:
         """Load the weights now (not on the first request); set the batching policy."""

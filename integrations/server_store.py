@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langchain_pad.profiles import PreferenceProfile
+    from langchain_pad.profiles import PreferenceProfile, RewardModelRef
 
 __all__ = ["StoreHealth", "UsableProfiles"]
 
@@ -16,19 +16,29 @@ __all__ = ["StoreHealth", "UsableProfiles"]
 class UsableProfiles:
     """A multi-user server's view of its store: a profile it cannot use is no profile.
 
-    A profile learned for another reward model would be refused with an error that
-    names it, and an error for one id where another id falls back tells which ids
-    exist; through this view both read as an unknown user (who falls back).
+    A profile learned for another reward model, or whose weights this reward model
+    cannot carry (an unknown axis, a weight out of range), would be refused with an
+    error that names it, and an error for one id where another id falls back tells
+    which ids exist; through this view each reads as an unknown user (who falls back).
     Everything but :meth:`get` is the store's own.
     """
 
-    def __init__(self, store: Any, reward_model_id: Callable[[], str]) -> None:
+    def __init__(self, store: Any, reward_model: Callable[[], RewardModelRef]) -> None:
         self._store = store
-        self._reward_model_id = reward_model_id
+        self._reward_model = reward_model
 
     def get(self, user_id: str) -> PreferenceProfile | None:
+        from langchain_pad.preferences import check_weights
+
         found: PreferenceProfile | None = self._store.get(user_id)
-        if found is None or found.reward_model.id != self._reward_model_id():
+        if found is None:
+            return None
+        served = self._reward_model()
+        if found.reward_model.id != served.id:
+            return None
+        try:
+            check_weights(dict(found.weights), served.axes)
+        except ValueError:
             return None
         return found
 

@@ -34,6 +34,8 @@ ANA_WEIGHTS = {"expertise": 2.5, "informativeness": -1.25, "style": 0.75}
 ANA_TEXT = "technical depth for a physicist with no small talk"
 BOB = "bob-91c2"
 """A stored profile learned for another reward model: unusable here."""
+CAROL = "carol-55d0"
+"""A stored profile with the served reward model's id but an axis it does not have."""
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,8 @@ def make_client(tiny_model, byte_tokenizer, reward_model_dir):
         )
         other = ref.model_copy(update={"id": "another-persrm"})
         store.put(PreferenceProfile(user_id=BOB, weights=ANA_WEIGHTS, reward_model=other))
+        odd = ref.model_copy(update={"axes": (*ref.axes, "humour")})
+        store.put(PreferenceProfile(user_id=CAROL, weights={"humour": 1.0}, reward_model=odd))
         runtime = PADRuntime.from_loaded(loaded)
         llm = PADChatModel(runtime=runtime, reward_model=reward_model_dir, profile_store=store)
         options = {"max_tokens_limit": 8, "max_request_bytes": 200_000, "batch_window": 0.0}
@@ -194,6 +198,9 @@ def test_single_tenant_shows_everything(make_client):
     assert by_user["pad"]["profile"]["user_id"] == ANA
     assert by_user["pad"]["weights"] == ANA_WEIGHTS
     assert post(client, body(pad={"user_id": "nobody"})).status_code == 404
+    # profiles it cannot use are named errors (the multi-user server hides both)
+    assert BOB in post(client, body(user=BOB)).json()["error"]["message"]
+    assert CAROL in post(client, body(user=CAROL)).json()["error"]["message"]
 
 
 def test_multi_user_matches_name_only_anchors(make_client):
@@ -210,14 +217,14 @@ def test_multi_user_matches_name_only_anchors(make_client):
 def no_profile_data(response) -> None:
     assert response.status_code == 200, response.text
     text = response.text
-    for leak in (ANA, BOB, "version", "reward_model_id", "2.5", "-1.25", "0.75", "weights"):
+    for leak in (ANA, BOB, CAROL, "version", "reward_model_id", "2.5", "-1.25", "0.75", "weights"):
         assert leak not in text, leak
 
 
 def test_multi_user_answers_for_a_user_show_no_profile_data(make_client):
     client = make_client(multi_user=True)
     answers = {}
-    for who in (ANA, BOB, "nobody"):
+    for who in (ANA, BOB, CAROL, "nobody"):
         for field in ("user", "pad.user_id"):
             extra = {"user": who} if field == "user" else {"pad": {"user_id": who}}
             response = post(client, body(max_tokens=6, **extra))
@@ -230,6 +237,7 @@ def test_multi_user_answers_for_a_user_show_no_profile_data(make_client):
     # an unusable profile (another reward model) answers exactly like a missing one
     assert answers[BOB, "user"] == answers["nobody", "user"] == answers["nobody", "pad.user_id"]
     assert answers[BOB, "pad.user_id"] == answers["nobody", "pad.user_id"]
+    assert answers[CAROL, "pad.user_id"] == answers["nobody", "pad.user_id"]
 
 
 def test_multi_user_unknown_user_falls_back_to_the_preference(make_client):
