@@ -441,7 +441,9 @@ def create_app(
             if answer is None:  # nobody is left to read it (nginx's "client closed")
                 return Response(status_code=499)
             return JSONResponse(answer)
-        await run.start()
+        # the first chunk (prompt and prefill) is watched too; then the stream notices
+        if await unless_disconnected(request, run.start(), server.settings.disconnect_poll) is None:
+            return Response(status_code=499)
         return StreamingResponse(
             run.events(),
             media_type="text/event-stream",

@@ -159,7 +159,8 @@ class Run:
         )
         self.first: AIMessageChunk | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> bool:
+        """Await the first chunk (True once it is there, or the answer is empty)."""
         try:
             self.first = await anext(self.chunks)
         except StopAsyncIteration:
@@ -167,6 +168,7 @@ class Run:
         except Exception as exc:
             await self.close()
             raise library_error(exc, multi_user=self.multi_user) from exc
+        return True
 
     async def close(self) -> None:
         close = getattr(self.chunks, "aclose", None)

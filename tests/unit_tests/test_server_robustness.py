@@ -347,3 +347,22 @@ def test_a_client_that_hangs_up_cancels_the_work():
 
     assert asyncio.run(main()) == (None, "answer")
     assert cancelled == [True]
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_serve_flags():
+    from langchain_pad.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--multi-user", "--body-timeout", "3.5"])
+    assert (args.multi_user, args.body_timeout) == (True, 3.5)
+    defaults = build_parser().parse_args(["serve"])
+    assert (defaults.multi_user, defaults.body_timeout) == (False, 10.0)
+
+
+def test_serve_refuses_multi_user_with_unknown_user_error(capsys):
+    from langchain_pad.cli import main
+
+    assert main(["serve", "--multi-user", "--unknown-user", "error"]) == 2
+    assert "--unknown-user" in capsys.readouterr().err
