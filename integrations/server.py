@@ -159,7 +159,8 @@ class ServerSettings:
     """Seconds between checks that a non-streaming request's client is still there."""
     health_interval: float = 30.0
     """Seconds ``/health`` reuses the store's last integrity check before running a new
-    one (in the background: ``/health`` itself never waits for it)."""
+    one in the background (``/health`` itself never waits for it; the first check runs
+    at start-up)."""
     runtime: Any = None
     """A :class:`~langchain_pad.runtime.PADRuntime` to serve on; None builds one from
     ``model``, ``dtype`` and the batching settings above."""
@@ -188,6 +189,7 @@ class _Server:
                 profile_store=settings.profile_store,
             )
         self.runtime: PADRuntime = llm.get_runtime()
+        self._served_reward_model: str | None = llm.reward_model
         store = llm.profile_store
         self.store_health = (
             None
@@ -202,7 +204,6 @@ class _Server:
                     "multi_user=True answers unknown users by falling back (a 404 would tell "
                     "which user ids exist): leave unknown_user at 'fallback'."
                 )
-            reward_model = llm.reward_model
             view = None if store is None else UsableProfiles(store, self._reward_model_ref)
             self.llm: PADChatModel = llm.model_copy(
                 update={
@@ -212,12 +213,10 @@ class _Server:
                 }
             )
             self.strict_llm: PADChatModel = self.llm
-            self._served_reward_model = reward_model
         else:
             self.llm = llm.model_copy(update={"unknown_user": settings.unknown_user})
             # an explicit pad.user_id names a profile the client expects to exist: 404
             self.strict_llm = llm.model_copy(update={"unknown_user": "error"})
-            self._served_reward_model = llm.reward_model
         self.started = int(time.time())
         self.model_id = settings.served_model_name or self.llm.model_name
 
