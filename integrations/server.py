@@ -17,8 +17,9 @@ reply = client.chat.completions.create(
 ```
 
 Endpoints: ``POST /v1/chat/completions`` (JSON, or server-sent events with
-``"stream": true``), ``GET /v1/models``, ``GET /health`` and ``GET /v1/pad/stats`` (the
-decoding thread's waves, to see batching at work).
+``"stream": true``), ``GET /v1/models``, ``GET /health`` (the process, and the profile
+store's last integrity check) and ``GET /v1/pad/stats`` (the decoding thread's waves,
+to see batching at work).
 
 Personalization per request, decided by the library's one resolver
 (``langchain_pad.preferences``), first match wins: ``pad.weights`` (``w_p`` by axis name
@@ -27,6 +28,36 @@ server's profile store) > ``pad.preference`` (a preference in words, matched aga
 store's known profiles, or the reward model's anchor poles when the server has no store)
 > none. ``pad.beta`` scales the reward; ``pad.return_rewards`` adds the per-token PAD data
 to every chunk (streaming) or to the response.
+
+What a response may reveal. There are no API keys yet, so the server cannot tell one
+client from another:
+
+- **By default the server is local and single-tenant**: whoever can reach it owns every
+  profile in its store, and responses show everything: ``pad.profile`` names the users a
+  ``pad.preference`` matched (ids, versions, similarities), a ``user`` / ``pad.user_id``
+  answer shows the profile's version, reward-model id and weights, and an explicit
+  ``pad.user_id`` without a profile is a 404.
+- **With** ``multi_user=True`` (``serve --multi-user``) responses never name another user:
+  a ``pad.preference`` match lists only the reward model's anchors in
+  ``pad.profile.matches`` / ``used`` (the blended ``w_p`` applied to the answer is still
+  shown in ``pad.weights``). A request that names a user (``user`` or ``pad.user_id``,
+  without ``pad.weights``) gets no profile-derived data at all: its ``pad`` block is
+  exactly ``{"profile": {"requested": "user_id", "withheld": true}}`` (no weights, beta,
+  summary, version or reward-model id, since anyone may send any id), and
+  ``pad.return_rewards`` is refused for it (per-token rewards and features give the
+  weights back). An unknown user id falls back silently (to ``pad.preference``, else no
+  personalization), and so does a stored profile the server cannot use (learned for
+  another reward model, or with weights out of this one's range): status and body are
+  the same for an unknown id as for an unusable one, and an explicit ``pad.user_id`` is
+  never a 404. A ``pad.preference`` that matches an unusable profile is a 409 that names
+  no one. ``/health`` gives the number of the store's findings, not their text. What
+  stays observable: the answer's text differs when a profile is applied; only keys (a
+  later issue) can stop one client from asking with another's id.
+
+Limits: bodies over ``max_request_bytes`` are a 413, a body not received within
+``body_timeout`` seconds a 408; bad parameters are a 400 that names the parameter and
+the form it accepts (see ``server_requests``). A non-streaming request whose client
+hangs up stops decoding, as a stream does.
 
 Concurrency: every request is one ``PADChatModel.astream`` on the server's event loop;
 the decoding itself runs on the server's :class:`~langchain_pad.runtime.PADRuntime`,
@@ -38,14 +69,11 @@ decoding loop serving many users).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 try:
     from fastapi import FastAPI, Request
@@ -56,18 +84,33 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "pip install 'langchain-pad[server]'"
     ) from exc
 
-if TYPE_CHECKING:
-    from langchain_core.messages import AIMessageChunk, BaseMessage
+from .server_requests import (
+    ChatCompletionRequest,
+    ChatMessage,
+    PadOptions,
+    RequestError,
+    check_unsupported,
+    parse_body,
+    to_langchain_messages,
+    validate_request,
+)
+from .server_responses import Completion, Run, unless_disconnected
+from .server_store import StoreHealth, UsableProfiles
 
+if TYPE_CHECKING:
     from langchain_pad import PADChatModel
+    from langchain_pad.profiles import RewardModelRef
     from langchain_pad.runtime import PADRuntime
 
 __all__ = [
     "ChatCompletionRequest",
+    "ChatMessage",
     "PadOptions",
+    "RequestError",
     "ServerSettings",
     "create_app",
     "serve",
+    "to_langchain_messages",
 ]
 
 
@@ -104,201 +147,23 @@ class ServerSettings:
     """A ``langchain_pad.profiles.ProfileStore``: resolves ``user`` and ``pad`` profiles."""
     unknown_user: Literal["fallback", "error"] = "fallback"
     """A ``user`` with no stored profile: fall back (to ``pad.preference`` or no
-    personalization), or answer 404. An explicit ``pad.user_id`` always gets 404."""
+    personalization), or answer 404. An explicit ``pad.user_id`` gets 404 on a
+    single-tenant server; with ``multi_user`` every unknown user falls back."""
+    multi_user: bool = False
+    """Responses never name other users nor show a stored profile's data (see the module
+    docstring); False: a local, single-tenant server that shows everything."""
+    body_timeout: float = 10.0
+    """Seconds the whole request body may take to arrive; slower is a 408, so a client
+    that declares a body and never sends it cannot hold a connection."""
+    disconnect_poll: float = 0.1
+    """Seconds between checks that a non-streaming request's client is still there."""
+    health_interval: float = 30.0
+    """Seconds ``/health`` reuses the store's last integrity check before running a new
+    one in the background (``/health`` itself never waits for it; the first check runs
+    at start-up)."""
     runtime: Any = None
     """A :class:`~langchain_pad.runtime.PADRuntime` to serve on; None builds one from
     ``model``, ``dtype`` and the batching settings above."""
-
-
-# ---------------------------------------------------------------------- request schema
-
-
-class PadOptions(BaseModel):
-    """The ``pad`` object of a request: who the answer is for and what to return."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    weights: dict[str, float] | list[float] | None = None
-    """``w_p`` by axis name, or one weight per axis in the reward model's order."""
-    user_id: str | None = Field(default=None, min_length=1, max_length=256)
-    preference: str | None = Field(default=None, min_length=1, max_length=4000)
-    beta: float | None = Field(default=None, gt=0)
-    return_rewards: bool = False
-
-
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: str
-    content: str | list[TextPart] | None = None
-    name: str | None = None
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat-completions request this server honours.
-
-    Fields OpenAI defines that would change the answer but are not supported here
-    (tools, ``n > 1``, log-probabilities, penalties, JSON mode) are refused with 400,
-    never silently ignored; other unknown fields are ignored.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    n: int | None = None
-    user: str | None = Field(default=None, max_length=256)
-    pad: PadOptions | None = None
-
-
-class RequestError(Exception):
-    """An error answered to the client as OpenAI's ``{"error": {...}}`` body."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def body(self) -> dict[str, Any]:
-        kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return {
-            "error": {
-                "message": self.message,
-                "type": kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-
-_UNSUPPORTED: dict[str, str] = {
-    "tools": "tool calling is not supported by this server",
-    "functions": "function calling is not supported by this server",
-    "tool_choice": "tool calling is not supported by this server",
-    "logprobs": "log-probabilities are not returned; use pad.return_rewards for per-token data",
-    "top_logprobs": "log-probabilities are not returned",
-    "logit_bias": "logit_bias is not supported",
-    "frequency_penalty": "frequency_penalty is not supported",
-    "presence_penalty": "presence_penalty is not supported",
-    "audio": "audio output is not supported",
-}
-
-
-def _check_unsupported(request: ChatCompletionRequest) -> None:
-    extra = request.model_extra or {}
-    for key, reason in _UNSUPPORTED.items():
-        value = extra.get(key)
-        if value in (None, False, 0, 0.0, [], {}):
-            continue
-        raise RequestError(400, f"{key}: {reason}.", param=key, code="unsupported_parameter")
-    response_format = extra.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise RequestError(
-            400,
-            "response_format: only {'type': 'text'} is supported.",
-            param="response_format",
-            code="unsupported_parameter",
-        )
-    if request.n not in (None, 1):
-        raise RequestError(
-            400,
-            f"n={request.n}: this server returns one choice per request; send n "
-            "requests instead (they are batched together).",
-            param="n",
-            code="unsupported_parameter",
-        )
-
-
-def _text(message: ChatMessage, index: int) -> str:
-    if message.content is None:
-        return ""
-    if isinstance(message.content, str):
-        return message.content
-    texts = []
-    for part in message.content:
-        if part.type != "text" or part.text is None:
-            raise RequestError(
-                400,
-                f"messages[{index}].content: only text parts are supported, got {part.type!r}.",
-                param=f"messages[{index}].content",
-            )
-        texts.append(part.text)
-    return "".join(texts)
-
-
-def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
-    """OpenAI chat messages -> LangChain messages (``developer`` counts as ``system``)."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-    out: list[BaseMessage] = []
-    for index, message in enumerate(messages):
-        text = _text(message, index)
-        if message.role in ("system", "developer"):
-            out.append(SystemMessage(text))
-        elif message.role == "user":
-            out.append(HumanMessage(text))
-        elif message.role == "assistant":
-            out.append(AIMessage(text))
-        else:
-            raise RequestError(
-                400,
-                f"messages[{index}].role {message.role!r} is not supported; use system, "
-                "developer, user or assistant.",
-                param=f"messages[{index}].role",
-            )
-    return out
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
-# ---------------------------------------------------------------------- one completion
-
-
-@dataclass
-class _Completion:
-    """One request, resolved: messages, call parameters, and what to send back."""
-
-    id: str
-    model: str
-    messages: list[BaseMessage]
-    kwargs: dict[str, Any]
-    strict_user: bool
-    """The request named ``pad.user_id``: an unknown user is a 404, whatever the policy."""
-    stream: bool
-    include_usage: bool
-    return_rewards: bool
-    created: int = field(default_factory=lambda: int(time.time()))
 
 
 class _Server:
@@ -324,11 +189,40 @@ class _Server:
                 profile_store=settings.profile_store,
             )
         self.runtime: PADRuntime = llm.get_runtime()
-        self.llm: PADChatModel = llm.model_copy(update={"unknown_user": settings.unknown_user})
-        # an explicit pad.user_id names a profile the client expects to exist: always 404
-        self.strict_llm: PADChatModel = llm.model_copy(update={"unknown_user": "error"})
+        self._served_reward_model: str | None = llm.reward_model
+        store = llm.profile_store
+        self.store_health = (
+            None
+            if store is None
+            else StoreHealth(
+                store, interval=settings.health_interval, reveal=not settings.multi_user
+            )
+        )
+        if settings.multi_user:
+            if settings.unknown_user == "error":
+                raise ValueError(
+                    "multi_user=True answers unknown users by falling back (a 404 would tell "
+                    "which user ids exist): leave unknown_user at 'fallback'."
+                )
+            view = None if store is None else UsableProfiles(store, self._reward_model_ref)
+            self.llm: PADChatModel = llm.model_copy(
+                update={
+                    "unknown_user": "fallback",
+                    "reveal_matched_users": False,
+                    "profile_store": view,
+                }
+            )
+            self.strict_llm: PADChatModel = self.llm
+        else:
+            self.llm = llm.model_copy(update={"unknown_user": settings.unknown_user})
+            # an explicit pad.user_id names a profile the client expects to exist: 404
+            self.strict_llm = llm.model_copy(update={"unknown_user": "error"})
         self.started = int(time.time())
         self.model_id = settings.served_model_name or self.llm.model_name
+
+    def _reward_model_ref(self) -> RewardModelRef:
+        """Id and axes of the PersRM the server decodes with (hashed once by the runtime)."""
+        return self.runtime.reward_model_ref(self._served_reward_model or "default")
 
     def warm_up(self) -> None:
         """Load the weights now (not on the first request); set the batching policy."""
@@ -336,21 +230,13 @@ class _Server:
         runtime.batch_window = self.settings.batch_window
         runtime.max_waves = self.settings.max_waves
         runtime.scheduler  # noqa: B018 - builds the engine and loads the weights
+        if self.store_health is not None:
+            self.store_health.check()  # the first /health answers from it, at once
 
-    async def read(self, request: Request) -> _Completion:
-        body = await self._body(request)
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise RequestError(400, "the request body must be a JSON object.")
-        try:
-            parsed = ChatCompletionRequest.model_validate(data)
-        except ValidationError as exc:
-            raise RequestError(422, _validation_message(exc)) from None
+    async def read(self, request: Request) -> Completion:
+        data = parse_body(await self._body(request))
         # profiles are looked up by the chat model, off the event loop, when the call starts
-        return self.resolve(parsed)
+        return self.resolve(validate_request(data))
 
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.max_request_bytes
@@ -361,18 +247,28 @@ class _Server:
             )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(
-                    413, f"the request body exceeds this server's limit of {limit} bytes."
-                )
-            chunks.append(chunk)
+        timeout = self.settings.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestError(
+                            413, f"the request body exceeds this server's limit of {limit} bytes."
+                        )
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestError(
+                408,
+                f"the request body did not arrive within {timeout:g} seconds "
+                f"({size} bytes received); send the body with the request.",
+                code="body_timeout",
+            ) from None
         return b"".join(chunks)
 
-    def resolve(self, request: ChatCompletionRequest) -> _Completion:
+    def resolve(self, request: ChatCompletionRequest) -> Completion:
         settings = self.settings
-        _check_unsupported(request)
+        check_unsupported(request)
         if request.model is not None and request.model != self.model_id:
             raise RequestError(
                 404,
@@ -411,15 +307,26 @@ class _Server:
             kwargs["stop"] = stop
         kwargs.update(self._personalization(request))
         pad = request.pad or PadOptions()
-        return _Completion(
+        withheld = settings.multi_user and "user_id" in kwargs and "weights" not in kwargs
+        if withheld and pad.return_rewards:
+            raise RequestError(
+                400,
+                "pad.return_rewards: per-token rewards and features give back the weights "
+                "applied, so this multi-user server does not return them for a request "
+                "that names a user (user or pad.user_id); send pad.weights to see yours.",
+                param="pad.return_rewards",
+                code="unsupported_parameter",
+            )
+        return Completion(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             model=self.model_id,
             messages=to_langchain_messages(request.messages),
             kwargs=kwargs,
-            strict_user=pad.user_id is not None,
+            strict_user=pad.user_id is not None and not settings.multi_user,
             stream=request.stream,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
             return_rewards=pad.return_rewards,
+            withheld=withheld,
         )
 
     def _personalization(self, request: ChatCompletionRequest) -> dict[str, Any]:
@@ -446,173 +353,9 @@ class _Server:
             out["user_id"] = user_id
         return out
 
-
-# ---------------------------------------------------------------------- responses
-
-
-def _chunk_pad(chunk: AIMessageChunk) -> dict[str, Any]:
-    """Per-token data of one chunk: its token ids and the PAD record (when guided)."""
-    meta = chunk.response_metadata
-    out: dict[str, Any] = {"token_ids": list(meta.get("token_ids", []))}
-    for key in ("token_logprobs", "token_texts"):
-        if key in meta:
-            out[key] = list(meta[key])
-    if isinstance(meta.get("pad"), dict):
-        out.update(meta["pad"])
-    return out
-
-
-def _summary_pad(last: AIMessageChunk) -> dict[str, Any]:
-    """What steered the answer: axes, ``w_p``, ``beta``, profile (from the last chunk)."""
-    meta = last.response_metadata
-    return {key[4:]: value for key, value in meta.items() if key.startswith("pad_")}
-
-
-def _finish_reason(last: AIMessageChunk | None) -> str:
-    reason = last.response_metadata.get("finish_reason") if last is not None else None
-    return "length" if reason == "length" else "stop"
-
-
-def _usage(last: AIMessageChunk | None) -> dict[str, int]:
-    usage = last.usage_metadata if last is not None else None
-    if not usage:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    return {
-        "prompt_tokens": usage["input_tokens"],
-        "completion_tokens": usage["output_tokens"],
-        "total_tokens": usage["total_tokens"],
-    }
-
-
-def _sse(payload: dict[str, Any] | str) -> bytes:
-    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()
-
-
-def _library_error(exc: Exception) -> RequestError:
-    """Errors PADChatModel raises for a bad request, as 4xx answers with its message."""
-    from langchain_pad.profiles import UnknownProfileError
-
-    if isinstance(exc, UnknownProfileError):
-        return RequestError(404, str(exc), code="profile_not_found")
-    if isinstance(exc, TimeoutError):
-        return RequestError(504, str(exc) or "generation timed out", code="timeout")
-    if isinstance(exc, ValueError | TypeError):
-        return RequestError(400, str(exc))
-    return RequestError(500, f"{type(exc).__name__}: {exc}")
-
-
-class _Run:
-    """One completion's stream of chunks, started before the response is answered.
-
-    The first chunk is awaited up front, so that errors of the request itself (an
-    unknown axis, a prompt too long for the context) become a 4xx answer instead of
-    a broken 200 stream.
-    """
-
-    def __init__(self, server: _Server, completion: _Completion) -> None:
-        self.server = server
-        self.completion = completion
-        llm = server.strict_llm if completion.strict_user else server.llm
-        self.chunks: AsyncIterator[AIMessageChunk] = llm.astream(
-            completion.messages, **completion.kwargs
-        )
-        self.first: AIMessageChunk | None = None
-
-    async def start(self) -> None:
-        try:
-            self.first = await anext(self.chunks)
-        except StopAsyncIteration:
-            self.first = None
-        except Exception as exc:
-            await self.close()
-            raise _library_error(exc) from exc
-
-    async def close(self) -> None:
-        close = getattr(self.chunks, "aclose", None)
-        if close is not None:
-            await close()
-
-    async def all(self) -> AsyncIterator[AIMessageChunk]:
-        try:
-            if self.first is not None:
-                yield self.first
-                async for chunk in self.chunks:
-                    yield chunk
-        finally:
-            await self.close()  # a client that went away cancels its row
-
-    async def respond(self) -> dict[str, Any]:
-        completion = self.completion
-        text: list[str] = []
-        tokens: dict[str, list[Any]] = {}
-        last: AIMessageChunk | None = None
-        async for chunk in self.all():
-            text.append(str(chunk.content))
-            last = chunk
-            if completion.return_rewards:
-                for key, values in _chunk_pad(chunk).items():
-                    tokens.setdefault(key, []).extend(values)
-        body: dict[str, Any] = {
-            "id": completion.id,
-            "object": "chat.completion",
-            "created": completion.created,
-            "model": completion.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(text)},
-                    "finish_reason": _finish_reason(last),
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(last),
-        }
-        pad = _summary_pad(last) if last is not None else {}
-        if completion.return_rewards:
-            pad["tokens"] = tokens
-        if pad:
-            body["pad"] = pad
-        return body
-
-    async def events(self) -> AsyncIterator[bytes]:
-        completion = self.completion
-
-        def frame(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-            return {
-                "id": completion.id,
-                "object": "chat.completion.chunk",
-                "created": completion.created,
-                "model": completion.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-                ],
-                **extra,
-            }
-
-        yield _sse(frame({"role": "assistant", "content": ""}))
-        last: AIMessageChunk | None = None
-        try:
-            async for chunk in self.all():
-                last = chunk
-                text = str(chunk.content)
-                if completion.return_rewards:
-                    yield _sse(frame({"content": text}, pad=_chunk_pad(chunk)))
-                elif text:
-                    yield _sse(frame({"content": text}))
-        except Exception as exc:
-            # the 200 header is sent: report the failure as an event (OpenAI's client
-            # raises it as an APIError) instead of cutting the connection
-            yield _sse(_library_error(exc).body())
-            return
-        summary = {"pad": _summary_pad(last)} if last is not None and _summary_pad(last) else {}
-        yield _sse(frame({}, _finish_reason(last), **summary))
-        if completion.include_usage:
-            usage_frame = frame({})
-            usage_frame["choices"] = []
-            usage_frame["usage"] = _usage(last)
-            yield _sse(usage_frame)
-        yield _sse("[DONE]")
+    def run(self, completion: Completion) -> Run:
+        llm = self.strict_llm if completion.strict_user else self.llm
+        return Run(llm, completion, multi_user=self.settings.multi_user)
 
 
 # ---------------------------------------------------------------------- the app
@@ -641,11 +384,19 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, exc: RequestError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        # a body that did not arrive leaves the connection unreadable: close it
+        headers = {"Connection": "close"} if exc.status == 408 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": server.model_id}
+        out: dict[str, Any] = {"status": "ok", "model": server.model_id}
+        if server.store_health is not None:
+            store = server.store_health.current()
+            out["store"] = store
+            if store["status"] not in ("ok", "unchecked"):
+                out["status"] = "degraded"  # it still answers; its profiles may not
+        return out
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -681,13 +432,17 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
         completion = await server.read(request)
-        run = _Run(server, completion)
-        await run.start()
+        run = server.run(completion)
         if not completion.stream:
-            try:
-                return JSONResponse(await run.respond())
-            except Exception as exc:
-                raise _library_error(exc) from exc
+            answer = await unless_disconnected(
+                request, run.answer(), server.settings.disconnect_poll
+            )
+            if answer is None:  # nobody is left to read it (nginx's "client closed")
+                return Response(status_code=499)
+            return JSONResponse(answer)
+        # the first chunk (prompt and prefill) is watched too; then the stream notices
+        if await unless_disconnected(request, run.start(), server.settings.disconnect_poll) is None:
+            return Response(status_code=499)
         return StreamingResponse(
             run.events(),
             media_type="text/event-stream",

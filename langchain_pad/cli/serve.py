@@ -13,6 +13,13 @@ from langchain_pad.models import DEFAULT_MODEL
 def _cmd_serve(args: argparse.Namespace) -> int:
     from langchain_pad.integrations.server import ServerSettings, serve
 
+    if args.multi_user and args.unknown_user == "error":
+        print(
+            "error: --multi-user falls back for unknown users (a 404 would tell which user "
+            "ids exist); leave --unknown-user at fallback",
+            file=sys.stderr,
+        )
+        return 2
     reward_model = None if args.reward_model == "none" else args.reward_model
     if reward_model is not None:
         from langchain_pad.models import resolve_reward_model
@@ -47,6 +54,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_waves=args.max_waves,
         profile_store=store,
         unknown_user=args.unknown_user,
+        multi_user=args.multi_user,
+        body_timeout=args.body_timeout,
     )
     serve(settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -78,5 +87,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--profiles", default=None, help="profile store: a SQLite file or a postgresql:// URL"
     )
     serve.add_argument("--unknown-user", choices=["fallback", "error"], default="fallback")
+    serve.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="responses never name other users nor show stored profiles' data "
+        "(default: a local, single-tenant server that shows everything)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request body may take to arrive (then 408)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_cmd_serve)
