@@ -111,7 +111,10 @@ def prepare_call(
             anchors=lambda: runtime.anchor_store(reward_model),
         )
         profile = resolved.metadata
-        if resolved.weights is not None:
+        if constraints.calls and not model.steer_tool_calls:
+            # a tool call's arguments are data: steered, a small model writes them worse
+            profile = {**(profile or {}), "steered": False, "why": "tool call"}
+        elif resolved.weights is not None:
             rm = runtime.reward_model(reward_model)
             axes = list(rm.axes)
             guidance = PADGuidance(

@@ -35,15 +35,32 @@ class Constraints:
     grammar: GrammarSpec | None
     tool_names: list[str]
     """The bound tools' names (empty: no tools; content is plain text)."""
+    calls: bool = False
+    """The grammar writes a tool call (not prose, not a structured answer)."""
 
 
-def string_cap(max_tokens: int) -> int:
-    """Longest free string a call's arguments may hold, so the call closes in budget.
+def string_cap(max_tokens: int, schemas: Sequence[Mapping[str, Any]] = ()) -> int:
+    """Longest free string an answer's JSON may hold, so that it closes within budget.
 
-    SmolLM2 writes digits one token each, so a string costs up to one token per
-    character; about 32 tokens of the budget go to the call's own JSON and markers.
+    A grammar guarantees valid output only if the output ends before the token budget
+    does. A string costs about one token per character (SmolLM2 writes digits one token
+    each; characters outside ASCII cost more, words less), and about 32 tokens go to the
+    call's own JSON and markers; half of the rest is shared by the free strings of
+    ``schemas``, the other half left for keys, numbers and slack.
     """
-    return max(8, min(200, max_tokens - 32))
+    strings = max(1, sum(_free_strings(schema) for schema in schemas))
+    return max(4, min(200, (max_tokens - 32) // (2 * strings)))
+
+
+def _free_strings(node: Any) -> int:
+    """How many string values without their own bounds a JSON schema holds."""
+    if isinstance(node, list):
+        return sum(_free_strings(item) for item in node)
+    if not isinstance(node, Mapping):
+        return 0
+    bounded = {"maxLength", "enum", "const", "pattern", "format"} & node.keys()
+    own = 1 if node.get("type") == "string" and not bounded else 0
+    return own + sum(_free_strings(value) for value in node.values())
 
 
 def check_response_format(response_format: object) -> dict[str, Any] | None:
@@ -120,10 +137,36 @@ def constraints_for(
     turns = to_turns(messages, tool_format="hermes")
     if choice.mode == "none":
         return Constraints(turns, None, [s.name for s in specs])
-    grammar = answer_grammar(
-        choice, specs, messages, router, max_string_length=string_cap(max_tokens)
-    )
+    cap = string_cap(max_tokens, [s.parameters for s in specs])
+    grammar = answer_grammar(choice, specs, messages, router, max_string_length=cap)
+    if grammar is not None:
+        return Constraints(add_tools_prompt(turns, specs), grammar, [s.name for s in specs], True)
+    if grammar is None:
+        # A prose answer: it may not open with a tag (a small model echoes the
+        # <tool_response> it just read); after tool results, say what they are for.
+        from langchain_pad.engine.grammar import RegexGrammar
+
+        grammar = RegexGrammar(r"[^<\s][\s\S]*")
+        turns = _after_tool_results(messages, turns)
     return Constraints(add_tools_prompt(turns, specs), grammar, [s.name for s in specs])
+
+
+def _after_tool_results(messages: list[BaseMessage], turns: list[Turn]) -> list[Turn]:
+    """Ask for the answer to the user's question after the tool results that end the turns.
+
+    With the results alone in the last turn, the 135M model repeats them or describes
+    the call; naming the question again makes it answer with them.
+    """
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    if not messages or not isinstance(messages[-1], ToolMessage) or turns[-1]["role"] != "user":
+        return turns
+    question = next(
+        (m.text for m in reversed(messages) if isinstance(m, HumanMessage) and m.text), ""
+    )
+    ask = f"Use this result to answer: {question}" if question else "Use this result to answer."
+    last = turns[-1]
+    return [*turns[:-1], {"role": "user", "content": f"{last['content']}\n{ask}"}]
 
 
 def _json_grammar(schema: dict[str, Any], max_tokens: int) -> GrammarSpec:

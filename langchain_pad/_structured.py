@@ -57,7 +57,7 @@ def structured_runnable(
     else:
         response_format: dict[str, Any] = (
             {"type": "json_object"}
-            if method == "json_mode"
+            if plan.schema is None
             else {
                 "type": "json_schema",
                 "json_schema": {

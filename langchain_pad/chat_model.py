@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -128,6 +129,10 @@ class PADChatModel(BaseChatModel):
     unknown_user: UnknownUser = "error"
     """A ``user_id`` with no profile: raise (``"error"``), or fall back to ``preference``,
     then to none (``"fallback"``)."""
+    steer_tool_calls: bool = False
+    """Whether PAD steers the tokens of a tool call too; by default a call's arguments
+    are written unsteered (they are data for the tool) and the answers around it are
+    steered."""
     reveal_matched_users: bool = True
     """Whether a ``preference`` match's metadata names the other users it matched; set
     False where one process answers many users (anchors stay named either way)."""
@@ -209,6 +214,18 @@ class PADChatModel(BaseChatModel):
         if stops:
             params["ls_stop"] = list(stops)
         return params
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What LangChain's agents read: tools and structured output are supported."""
+        return ModelProfile(
+            tool_calling=True,
+            tool_choice=True,
+            tool_call_streaming=True,
+            structured_output=True,
+            text_inputs=True,
+            text_outputs=True,
+            temperature=True,
+        )
 
     # ------------------------------------------------------------------ runtime and tokens
 

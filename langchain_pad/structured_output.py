@@ -67,8 +67,12 @@ def structured_output_plan(
     at most ``max_string_length`` characters), so every output still fits the schema
     as given, and a small model has less room to wander off or run out of budget.
     """
-    if method == "json_mode":
+    if method == "json_mode" and schema is None:
         return StructuredOutputPlan(JSONSchemaGrammar({"type": "object"}), _json_parser(schema))
+    if method == "json_mode":
+        # a schema given with JSON mode is what the parser validates against: decoding
+        # under it too makes every answer fit, not only the ones the model gets right
+        method = "json_schema"
     if schema is None:
         raise ValueError(f"with_structured_output(method={method!r}) needs a schema.")
     if method == "json_schema":
@@ -110,18 +114,22 @@ def _json_schema(schema: Any) -> dict[str, Any]:
 
 def _is_pydantic(schema: Any) -> bool:
     from pydantic import BaseModel
+    from pydantic.v1 import BaseModel as BaseModelV1
 
-    return isinstance(schema, type) and issubclass(schema, BaseModel)
+    return isinstance(schema, type) and issubclass(schema, BaseModel | BaseModelV1)
 
 
 def _build(schema: Any, data: Any, text: str) -> Any:
     if not _is_pydantic(schema):
         return data
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
+    from pydantic.v1 import ValidationError as ValidationErrorV1
 
     try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
+        if issubclass(schema, BaseModel):
+            return schema.model_validate(data)
+        return schema.parse_obj(data)  # a pydantic.v1 model
+    except (ValidationError, ValidationErrorV1) as exc:
         raise OutputParserException(
             f"The answer does not fit {schema.__name__}: {exc}", llm_output=text
         ) from exc

@@ -51,6 +51,13 @@ def test_personalized_chain_answers_each_user_in_one_chain():
     assert answer_of(lines, "[batch ben]") != bound
 
 
+def test_study_agent_calls_its_tools_and_answers_each_user():
+    lines = run_example("study_agent.py", "96")
+    assert "results=['84']" in answer_of(lines, "[kid] What is 12 * 7?")
+    assert "84" in answer_of(lines, "[kid answer]")
+    assert answer_of(lines, "[kid answer]") != answer_of(lines, "[expert answer]")
+
+
 def test_langgraph_agent_serves_two_users():
     lines = run_example("langgraph_two_users.py", "40")
     assert answer_of(lines, "[ana@example.org]") != answer_of(lines, "[ben]")
