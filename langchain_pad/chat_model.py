@@ -23,14 +23,10 @@ from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import (
-    get_config_list,
-    get_executor_for_config,
-    set_config_context,
-)
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, model_validator
 
+from langchain_pad._batching import abatch_in_one_wave, batch_in_one_wave
 from langchain_pad._calls import prepare_call
 from langchain_pad._chunks import PreparedCall
 from langchain_pad._messages import render_prompt, to_turns
@@ -409,14 +405,6 @@ class PADChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ batching
 
-    def _wide_configs(
-        self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None
-    ) -> tuple[list[RunnableConfig], int]:
-        configs = get_config_list(config, len(inputs))
-        limit = configs[0].get("max_concurrency") or len(inputs)
-        width = min(limit, len(inputs), self.get_runtime().max_batch_size)
-        return [{**c, "max_concurrency": width} for c in configs], width
-
     def batch(
         self,
         inputs: list[LanguageModelInput],
@@ -425,37 +413,12 @@ class PADChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        """Every input submitted at once, each in its own config: one wave.
+        """Every input submitted at once, each in its own config's context: one wave.
 
-        LangChain's own ``batch`` runs a thread pool of a few workers per core, which
-        would split a batch of 8 into waves on a 2-core machine, and it does not make
-        each input's config the run's context, where ``configurable`` (``user_id``,
-        ``preference``) is read. This runs each ``invoke`` as a chain step runs, in its
-        config's context, all at once (``max_concurrency`` and the runtime's batch size
-        cap the width), and holds the wave until they arrived.
+        See :func:`langchain_pad._batching.batch_in_one_wave` for why LangChain's own
+        ``batch`` does not do this here.
         """
-        if not inputs:
-            return []
-        configs, width = self._wide_configs(inputs, config)
-
-        def one(index: int) -> AIMessage | Exception:
-            with set_config_context(configs[index]) as context:
-                try:
-                    message: AIMessage = context.run(
-                        self.invoke, inputs[index], configs[index], **kwargs
-                    )
-                    return message
-                except Exception as exc:
-                    if return_exceptions:
-                        return exc
-                    raise
-
-        runtime = self.get_runtime(kwargs.get("model"))
-        with (
-            runtime.gathering(width if width > 1 else 0),
-            get_executor_for_config(configs[0]) as executor,
-        ):
-            return list(executor.map(one, range(len(inputs))))  # type: ignore[arg-type]
+        return batch_in_one_wave(self, inputs, config, return_exceptions, kwargs)
 
     async def abatch(
         self,
@@ -466,22 +429,4 @@ class PADChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> list[AIMessage]:
         """Async twin of :meth:`batch`."""
-        if not inputs:
-            return []
-        configs, width = self._wide_configs(inputs, config)
-        slots = asyncio.Semaphore(width)
-
-        async def one(index: int) -> AIMessage | Exception:
-            async with slots:
-                with set_config_context(configs[index]) as context:
-                    call = self.ainvoke(inputs[index], configs[index], **kwargs)
-                    try:
-                        message: AIMessage = await asyncio.create_task(call, context=context)
-                        return message
-                    except Exception as exc:
-                        if return_exceptions:
-                            return exc
-                        raise
-
-        with self.get_runtime(kwargs.get("model")).gathering(width if width > 1 else 0):
-            return list(await asyncio.gather(*(one(i) for i in range(len(inputs)))))  # type: ignore[arg-type]
+        return await abatch_in_one_wave(self, inputs, config, return_exceptions, kwargs)

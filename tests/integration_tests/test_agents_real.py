@@ -16,7 +16,7 @@ from langchain_pad.integrations.agents import PADPersonalization
 from langchain_pad.integrations.langgraph import PADContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from study_agent import calculator, glossary  # noqa: E402
+from study_agent import calculator, glossary
 
 pytestmark = pytest.mark.slow
 
