@@ -210,7 +210,7 @@ def main() -> int:
         alone, alone_wall = asyncio.run(
             run_phase(f"{base}/v1", model, requests, args.max_tokens, together=False)
         )
-        waves_before = len(httpx.get(f"{base}/v1/pad/stats").json()["wave_sizes"])
+        waves_before = httpx.get(f"{base}/v1/pad/stats").json()["totals"]["waves"]
         print(f"concurrent: {args.clients} clients at once ...", flush=True)
         together, together_wall = asyncio.run(
             run_phase(f"{base}/v1", model, requests, args.max_tokens, together=True)
@@ -221,7 +221,8 @@ def main() -> int:
         server.wait(30)
         log.close()
 
-    concurrent_waves = stats["wave_sizes"][waves_before:]
+    new_waves = stats["totals"]["waves"] - waves_before  # the stats keep a window of waves
+    concurrent_waves = stats["wave_sizes"][-new_waves:] if new_waves else []
     same = [a["text"] == t["text"] for a, t in zip(alone, together, strict=True)]
     seq = summary(alone, alone_wall)
     conc = summary(together, together_wall)
