@@ -92,6 +92,7 @@ from .server_requests import (
     check_unsupported,
     parse_body,
     to_langchain_messages,
+    tool_options,
     validate_request,
 )
 from .server_responses import Completion, Run, unless_disconnected
@@ -306,6 +307,7 @@ class _Server:
                 raise RequestError(400, "stop: up to 16 non-empty strings.", param="stop")
             kwargs["stop"] = stop
         kwargs.update(self._personalization(request))
+        kwargs.update(tool_options(request))
         pad = request.pad or PadOptions()
         withheld = settings.multi_user and "user_id" in kwargs and "weights" not in kwargs
         if withheld and pad.return_rewards:

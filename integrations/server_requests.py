@@ -117,8 +117,10 @@ class ChatCompletionRequest(BaseModel):
     """The subset of OpenAI's chat-completions request this server honours.
 
     Fields OpenAI defines that would change the answer but are not supported here
-    (tools, ``n > 1``, log-probabilities, penalties, JSON mode) are refused with 400,
-    never silently ignored; other unknown fields are ignored.
+    (``n > 1``, log-probabilities, penalties, legacy ``functions``) are refused with 400,
+    never silently ignored; other unknown fields are ignored. ``tools``, ``tool_choice``,
+    ``parallel_tool_calls`` and ``response_format`` pass to the chat model, which
+    constrains the answer with a grammar (see :func:`tool_options`).
     """
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
@@ -142,7 +144,7 @@ _ACCEPTED: dict[str, str] = {
     "body": "a JSON object with model and messages",
     "model": "a string, the served model's name",
     "messages": 'a non-empty list of {"role": ..., "content": ...} objects',
-    "messages[].role": "a string: system, developer, user or assistant",
+    "messages[].role": "a string: system, developer, user, assistant or tool",
     "messages[].content": 'a string, or a list of {"type": "text", "text": "..."} parts',
     "messages[].name": "a string",
     "stream": "true or false",
@@ -272,9 +274,7 @@ def _check_text(text: str, where: str) -> None:
 
 
 _UNSUPPORTED: dict[str, str] = {
-    "tools": "tool calling is not supported by this server",
-    "functions": "function calling is not supported by this server",
-    "tool_choice": "tool calling is not supported by this server",
+    "functions": "the legacy functions field is not supported; send tools",
     "logprobs": "log-probabilities are not returned; use pad.return_rewards for per-token data",
     "top_logprobs": "log-probabilities are not returned",
     "logit_bias": "logit_bias is not supported",
@@ -292,14 +292,6 @@ def check_unsupported(request: ChatCompletionRequest) -> None:
         if value in (None, False, 0, 0.0, [], {}):
             continue
         raise RequestError(400, f"{key}: {reason}.", param=key, code="unsupported_parameter")
-    response_format = extra.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise RequestError(
-            400,
-            "response_format: only {'type': 'text'} is supported.",
-            param="response_format",
-            code="unsupported_parameter",
-        )
     if request.n not in (None, 1):
         raise RequestError(
             400,
@@ -308,6 +300,38 @@ def check_unsupported(request: ChatCompletionRequest) -> None:
             param="n",
             code="unsupported_parameter",
         )
+
+
+def tool_options(request: ChatCompletionRequest) -> dict[str, Any]:
+    """``tools`` / ``tool_choice`` / ``parallel_tool_calls`` / ``response_format`` as call
+    parameters; the chat model checks them (a bad schema or tool choice is a 400)."""
+    extra = request.model_extra or {}
+    out: dict[str, Any] = {}
+    for key in ("tools", "tool_choice", "parallel_tool_calls", "response_format"):
+        if extra.get(key) is not None:
+            out[key] = extra[key]
+    if "tools" in out and not isinstance(out["tools"], list):
+        raise RequestError(400, "tools: a list of {'type': 'function', ...} tools.", param="tools")
+    return out
+
+
+def _tool_calls(message: ChatMessage, index: int) -> list[dict[str, Any]]:
+    """An assistant message's earlier tool calls (OpenAI form) as LangChain tool calls."""
+    raw = (message.model_extra or {}).get("tool_calls") or []
+    calls: list[dict[str, Any]] = []
+    for number, call in enumerate(raw if isinstance(raw, list) else []):
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        try:
+            args = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            raise RequestError(
+                400,
+                f"messages[{index}].tool_calls[{number}].function.arguments: a JSON object "
+                "string is expected.",
+                param=f"messages[{index}].tool_calls[{number}]",
+            ) from None
+        calls.append({"name": str(function.get("name", "")), "args": args, "id": call.get("id")})
+    return calls
 
 
 def _text(message: ChatMessage, index: int) -> str:
@@ -337,7 +361,7 @@ def _text(message: ChatMessage, index: int) -> str:
 
 def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
     """OpenAI chat messages -> LangChain messages (``developer`` counts as ``system``)."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
     out: list[BaseMessage] = []
     for index, message in enumerate(messages):
@@ -347,12 +371,22 @@ def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
         elif message.role == "user":
             out.append(HumanMessage(text))
         elif message.role == "assistant":
-            out.append(AIMessage(text))
+            out.append(AIMessage(text, tool_calls=_tool_calls(message, index)))
+        elif message.role == "tool":
+            call_id = (message.model_extra or {}).get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise RequestError(
+                    400,
+                    f"messages[{index}].tool_call_id: a tool message names the call it "
+                    "answers (the id of an earlier assistant tool call).",
+                    param=f"messages[{index}].tool_call_id",
+                )
+            out.append(ToolMessage(text, tool_call_id=call_id))
         else:
             raise RequestError(
                 400,
                 f"messages[{index}].role {message.role!r} is not supported; use system, "
-                "developer, user or assistant.",
+                "developer, user, assistant or tool.",
                 param=f"messages[{index}].role",
             )
     return out

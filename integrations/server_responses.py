@@ -72,9 +72,24 @@ def _summary_pad(last: AIMessageChunk | None, completion: Completion) -> dict[st
     return {key[4:]: value for key, value in meta.items() if key.startswith("pad_")}
 
 
-def _finish_reason(last: AIMessageChunk | None) -> str:
+def _finish_reason(last: AIMessageChunk | None, called: bool = False) -> str:
+    if called:
+        return "tool_calls"
     reason = last.response_metadata.get("finish_reason") if last is not None else None
     return "length" if reason == "length" else "stop"
+
+
+def _wire_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+    """LangChain ``tool_call_chunks`` in OpenAI's wire form (each call arrives whole)."""
+    return [
+        {
+            "index": c.get("index") or 0,
+            "id": c.get("id"),
+            "type": "function",
+            "function": {"name": c.get("name"), "arguments": c.get("args") or ""},
+        }
+        for c in chunks
+    ]
 
 
 def _usage(last: AIMessageChunk | None) -> dict[str, int]:
@@ -199,8 +214,10 @@ class Run:
         text: list[str] = []
         tokens: dict[str, list[Any]] = {}
         last: AIMessageChunk | None = None
+        calls: list[Any] = []
         async for chunk in self.all():
             text.append(str(chunk.content))
+            calls.extend(chunk.tool_call_chunks)
             last = chunk
             if completion.return_rewards:
                 for key, values in _chunk_pad(chunk).items():
@@ -213,8 +230,12 @@ class Run:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(text)},
-                    "finish_reason": _finish_reason(last),
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(text) if not calls else ("".join(text) or None),
+                        **({"tool_calls": _wire_calls(calls)} if calls else {}),
+                    },
+                    "finish_reason": _finish_reason(last, bool(calls)),
                     "logprobs": None,
                 }
             ],
@@ -244,10 +265,14 @@ class Run:
 
         yield _sse(frame({"role": "assistant", "content": ""}))
         last: AIMessageChunk | None = None
+        called = False
         try:
             async for chunk in self.all():
                 last = chunk
                 text = str(chunk.content)
+                if chunk.tool_call_chunks:
+                    called = True
+                    yield _sse(frame({"tool_calls": _wire_calls(chunk.tool_call_chunks)}))
                 if completion.return_rewards:
                     yield _sse(frame({"content": text}, pad=_chunk_pad(chunk)))
                 elif text:
@@ -258,7 +283,8 @@ class Run:
             yield _sse(library_error(exc, multi_user=self.multi_user).body())
             return
         summary = _summary_pad(last, completion)
-        yield _sse(frame({}, _finish_reason(last), **({"pad": summary} if summary else {})))
+        finish = _finish_reason(last, called)
+        yield _sse(frame({}, finish, **({"pad": summary} if summary else {})))
         if completion.include_usage:
             usage_frame = frame({})
             usage_frame["choices"] = []

@@ -170,10 +170,14 @@ def test_preference_text_is_matched_against_stored_profiles(client):
         ({"top_p": 1.5}, "BadRequestError", "top_p"),
         ({"logprobs": True}, "BadRequestError", "logprobs"),
         (
-            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+            {
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
             "BadRequestError",
-            "tool calling",
+            "not a bound tool",
         ),
+        ({"response_format": {"type": "xml"}}, "BadRequestError", "response_format"),
     ],
 )
 def test_bad_requests_get_clear_4xx_errors(client, extra, error, message):
@@ -213,7 +217,7 @@ def test_raw_http_errors(server):
 
     tool_role = httpx.post(url, json={"messages": [{"role": "tool", "content": "x"}]})
     assert tool_role.status_code == 400
-    assert "role 'tool'" in tool_role.json()["error"]["message"]
+    assert "tool_call_id" in tool_role.json()["error"]["message"]
 
     image = httpx.post(
         url,

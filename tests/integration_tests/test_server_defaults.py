@@ -72,3 +72,73 @@ def test_personalized_requests_are_batched_together(server):
     new_waves = stats["totals"]["waves"] - before["totals"]["waves"]
     assert new_waves < len(bodies), stats  # at least two personalized rows shared a wave
     assert max(stats["wave_sizes"][-new_waves:]) >= 2
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tools_in_the_openai_wire_format(server):
+    import json
+
+    client = openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=300)
+    ask = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+        "max_tokens": 64,
+        "temperature": 0,
+        "tools": [WEATHER],
+        "tool_choice": "required",
+    }
+    reply = client.chat.completions.create(**ask)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and call.id
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    streamed = [c for c in client.chat.completions.create(**ask, stream=True) if c.choices]
+    deltas = [d for c in streamed for d in (c.choices[0].delta.tool_calls or [])]
+    assert [d.function.name for d in deltas] == ["get_weather"]
+    assert streamed[-1].choices[0].finish_reason == "tool_calls"
+    # the result goes back as a tool message; the answer is prose
+    follow = client.chat.completions.create(
+        **{
+            **ask,
+            "tool_choice": "auto",
+            "messages": [
+                *ask["messages"],
+                choice.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 C"},
+            ],
+        }
+    )
+    assert follow.choices[0].finish_reason in ("stop", "length")
+    assert follow.choices[0].message.content
+
+
+def test_langchain_chat_openai_binds_tools_against_the_server(server):
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    llm = ChatOpenAI(base_url=server, api_key="unused", model=MODEL, max_tokens=64, temperature=0)
+    message = llm.bind_tools([WEATHER], tool_choice="any").invoke("Weather in Rome?")
+    assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    city = llm.with_structured_output(City, method="json_schema").invoke(
+        "Paris is the capital of France. Give the city and its country."
+    )
+    assert isinstance(city, City) and city.name
