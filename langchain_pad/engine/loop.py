@@ -278,13 +278,15 @@ class DecodingEngine:
 
         base_logprobs = torch.log_softmax(logits, dim=-1)
         processed = self._apply_repetition_rules(rows, logits)
-        allowed = self._grammar_masks(rows, failed)
-        if allowed is not None:
-            # before the candidates are taken: PAD only ever scores what the grammar allows
-            processed = processed.masked_fill(~allowed, float("-inf"))
         score_logprobs = (
             base_logprobs if processed is logits else torch.log_softmax(processed, dim=-1)
         )
+        allowed = self._grammar_masks(rows, failed)
+        if allowed is not None:
+            # before the candidates are taken: PAD only ever scores what the grammar
+            # allows (picks and samples renormalize over the candidates, so masking the
+            # log-probs needs no second softmax over the vocabulary)
+            score_logprobs = score_logprobs.masked_fill(~allowed, float("-inf"))
         per_row_k = [self._candidate_count(r, guide) for r in rows]
         k = max(per_row_k)
         scores, candidate_ids = score_logprobs.topk(k, dim=-1)
