@@ -142,6 +142,9 @@ class ServerSettings:
     max_waves: int = 4
     """Waves decoded at once: a request arriving while a batch runs starts its own wave
     at once (the waves take decoding steps in turn) instead of waiting for it to end."""
+    token_budget: int | None = 32768
+    """Prompt + new tokens decoded at once across the waves; long prompts beyond it
+    queue (they are answered when room frees) instead of exhausting memory."""
     request_timeout: float | None = 600.0
     """Seconds one completion may take before it fails (504)."""
     profile_store: Any = None
@@ -182,6 +185,7 @@ class _Server:
                 max_batch_size=settings.max_batch_size,
                 batch_window=settings.batch_window,
                 max_waves=settings.max_waves,
+                token_budget=settings.token_budget,
             )
             llm = PADChatModel(
                 runtime=runtime,

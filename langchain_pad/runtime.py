@@ -50,6 +50,12 @@ __all__ = ["PADRuntime"]
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
+DEFAULT_TOKEN_BUDGET = 32768
+"""Prompt + new tokens a runtime decodes at once by default. For the embedded model a
+token costs about 46 KB of KV cache in float32 (30 layers x 2 x 3 heads x 64) and, on a
+personalized prefill, 71 KB of trunk hidden states: 32k tokens stay near 4 GB, where six
+8,000-word prompts took a server past 10 GB without a budget."""
+
 _LIVE: weakref.WeakSet[PADRuntime] = weakref.WeakSet()
 """Runtimes with a decoding thread, joined at interpreter exit (a daemon thread killed
 inside a torch kernel aborts the process)."""
@@ -71,6 +77,7 @@ class PADRuntime:
         max_waves: int = 1,
         candidates: int = 10,
         stats_window: int = 256,
+        token_budget: int | None = DEFAULT_TOKEN_BUDGET,
     ) -> None:
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}.")
@@ -91,6 +98,11 @@ class PADRuntime:
         self._batch_window = float(batch_window)
         self._max_waves = max_waves
         self._stats_window = stats_window
+        if token_budget is not None and (not isinstance(token_budget, int) or token_budget < 1):
+            raise ValueError(f"token_budget must be None or an integer >= 1, got {token_budget!r}.")
+        self.token_budget = token_budget
+        """Most prompt + new tokens decoded at once (see ``BatchScheduler.token_budget``):
+        long prompts queue for room instead of growing the caches past memory."""
         self._lock = threading.RLock()
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
@@ -170,6 +182,7 @@ class PADRuntime:
                     batch_window=self._batch_window,
                     max_waves=self._max_waves,
                     stats_window=self._stats_window,
+                    token_budget=self.token_budget,
                 )
                 _LIVE.add(self)
             return self._scheduler
@@ -328,6 +341,7 @@ class PADRuntime:
             "max_batch_size": self._max_batch_size,
             "batch_window": self._batch_window,
             "max_waves": self._max_waves,
+            "token_budget": self.token_budget,
             "totals": totals,
             "window": len(sizes),
             "wave_sizes": sizes,

@@ -52,6 +52,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         batch_window=args.batch_window,
         max_waves=args.max_waves,
+        token_budget=args.token_budget or None,
         profile_store=store,
         unknown_user=args.unknown_user,
         multi_user=args.multi_user,
@@ -87,6 +88,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--profiles", default=None, help="profile store: a SQLite file or a postgresql:// URL"
     )
     serve.add_argument("--unknown-user", choices=["fallback", "error"], default="fallback")
+    serve.add_argument(
+        "--token-budget",
+        type=int,
+        default=32768,
+        help="prompt + new tokens decoded at once; longer traffic queues (0: no budget)",
+    )
     serve.add_argument(
         "--multi-user",
         action="store_true",

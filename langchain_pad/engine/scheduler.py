@@ -118,6 +118,7 @@ class BatchScheduler:
         batch_window: float = 0.0,
         max_waves: int = 1,
         stats_window: int = 256,
+        token_budget: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -131,6 +132,13 @@ class BatchScheduler:
             raise ValueError(f"max_waves must be >= 1, got {max_waves}.")
         self.max_waves = max_waves
         """Waves decoded at once, a step of each in turn (1: one wave after another)."""
+        if token_budget is not None and token_budget < 1:
+            raise ValueError(f"token_budget must be None or >= 1, got {token_budget}.")
+        self.token_budget = token_budget
+        """Most prompt + new tokens decoded at once, across the running waves: what a
+        wave's KV caches and hidden states grow to. Rows past it wait for room (a row
+        larger than the whole budget runs alone). None: rows are capped only by
+        ``max_batch_size``."""
         if stats_window < 1:
             raise ValueError(f"stats_window must be >= 1, got {stats_window}.")
         self._wave_sizes: deque[int] = deque(maxlen=stats_window)
@@ -242,13 +250,33 @@ class BatchScheduler:
             while self._expected > 0 and time.monotonic() < self._gather_deadline:
                 self._cond.wait(timeout=max(0.0, self._gather_deadline - time.monotonic()))
             self._wait_for_window()
-            wave = [t for t in self._pending if not t.cancelled][: self.max_batch_size]
+            waiting = [t for t in self._pending if not t.cancelled]
+            wave = self._within_budget(waiting[: self.max_batch_size], used=0)
             taken = {id(t) for t in wave}
             dropped = [t for t in self._pending if t.cancelled]
             self._pending = [t for t in self._pending if id(t) not in taken and not t.cancelled]
         for ticket in dropped:
             ticket.deliver(None)
         return wave
+
+    def _within_budget(
+        self, candidates: list[RequestTicket], *, used: int, alone_ok: bool = True
+    ) -> list[RequestTicket]:
+        """The first candidates whose tokens fit the budget with ``used`` already taken.
+
+        The queue order is kept (no row overtakes an earlier one that does not fit), and
+        a wave of its own always takes its first row, however large, so nothing starves.
+        """
+        if self.token_budget is None:
+            return candidates
+        taken: list[RequestTicket] = []
+        for ticket in candidates:
+            cost = _tokens(ticket)
+            if used + cost > self.token_budget and (taken or not alone_ok or used):
+                break
+            taken.append(ticket)
+            used += cost
+        return taken
 
     def _wait_for_window(self) -> None:
         """Hold the wave open ``batch_window`` s after its first request, unless it is full."""
@@ -353,7 +381,10 @@ class BatchScheduler:
             window_open = now < min(t.submitted for t in waiting) + self.batch_window
             if self.batch_window > 0 and window_open and len(waiting) < room:
                 return None
-            wave = waiting[:room]
+            used = sum(_tokens(t) for w in active for t in w.tickets)
+            wave = self._within_budget(waiting[:room], used=used, alone_ok=False)
+            if not wave:
+                return None
             taken = {id(t) for t in wave}
             dropped = [t for t in self._pending if t.cancelled]
             self._pending = [t for t in self._pending if id(t) not in taken and not t.cancelled]
@@ -378,6 +409,12 @@ class BatchScheduler:
             on_error=fail_row,
         )
         return _ActiveWave(wave, events, stats, finished)
+
+
+def _tokens(ticket: RequestTicket) -> int:
+    """What a request may grow to in a wave: its prompt and every token it may add."""
+    request = ticket.request
+    return len(request.prompt_ids) + request.params.max_new_tokens
 
 
 class _ActiveWave:

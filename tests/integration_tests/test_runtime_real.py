@@ -118,3 +118,32 @@ def test_greedy_answers_are_unchanged_by_the_runtime(runtime):
                 weights,
                 expected["prompt"],
             )
+
+
+def test_one_bad_request_among_fifteen_innocent_ones_hurts_none(runtime):
+    """Issue 17's case: values that used to pass the boundary and break the wave."""
+    llm = PADChatModel(runtime=runtime, max_tokens=12)
+    prompts = [f"Name a fact about the number {i}." for i in range(15)]
+    weights = {"expertise": 1.0}
+    alone = [m.response_metadata["token_ids"] for m in llm.batch(prompts, weights=weights)]
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            if i == 15:
+                results[i] = llm.invoke("Hi", weights={"expertise": 20.0}, beta=1e308)
+            else:
+                results[i] = llm.invoke(prompts[i], weights=weights)
+        except Exception as exc:
+            results[i] = exc
+
+    with runtime.gathering(15):  # the innocent ones share one wave; the bad one is refused
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    bad = results.pop(15)
+    assert isinstance(bad, ValueError) and "beta must be a number" in str(bad)
+    got = [results[i].response_metadata["token_ids"] for i in range(15)]  # type: ignore[attr-defined]
+    assert got == alone

@@ -196,3 +196,27 @@ def test_interleaved_waves_from_many_threads_all_complete(tiny_engine):
 def test_bad_max_waves_is_refused(tiny_engine):
     with pytest.raises(ValueError, match="max_waves"):
         BatchScheduler(tiny_engine, max_waves=0)
+
+
+def test_a_token_budget_splits_waves_in_order_and_runs_a_huge_row_alone(tiny_engine):
+    sched = BatchScheduler(tiny_engine, gather_timeout=5.0, token_budget=60)
+    try:
+        results: dict[int, list[Any]] = {}
+        sizes = [("a" * 20, 8), ("b" * 20, 8), ("c" * 20, 8), ("d" * 90, 8)]
+
+        def worker(i: int) -> None:
+            text, n = sizes[i]
+            results[i] = list(sched.stream(request(text, n)))
+
+        with sched.gathering(4):
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+                t.join(0.05)  # arrive in order
+            for t in threads:
+                t.join(30)
+        # 28 tokens each: two fit in 60, the third waits; 98 > 60 runs alone
+        assert sched.wave_sizes == [2, 1, 1]
+        assert all(events[-1].finish_reason is not None for events in results.values())
+    finally:
+        sched.close()
