@@ -359,7 +359,7 @@ class PADChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        from langchain_pad.engine.scheduler import generation_timeout
+        from langchain_pad.engine.tickets import generation_timeout
 
         # Tokenizing and profile look-ups block (SQLite, the embedding model's first
         # load): off the event loop. to_thread copies the context, configurable included.

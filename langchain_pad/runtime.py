@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         TokenEvent,
     )
     from langchain_pad.engine.grammar import GrammarCompiler
-    from langchain_pad.engine.scheduler import EventSink
+    from langchain_pad.engine.tickets import EventSink
     from langchain_pad.models import LoadedModel
     from langchain_pad.profiles import InMemoryProfileStore, RewardModelRef
     from langchain_pad.reward_model import PersonalizedRewardModel

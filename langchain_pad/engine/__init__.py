@@ -5,7 +5,8 @@ No LangChain here: ``PADChatModel`` and the HTTP server are thin adapters over i
 
 from langchain_pad.engine.guidance import DecodingStep, ForwardOutput, GuideSession, StepGuide
 from langchain_pad.engine.loop import DecodingEngine, PromptTooLongError, WaveStats
-from langchain_pad.engine.scheduler import BatchScheduler, EngineClosedError, RequestTicket
+from langchain_pad.engine.scheduler import BatchScheduler
+from langchain_pad.engine.tickets import EngineClosedError, RequestTicket
 from langchain_pad.engine.types import (
     FinishReason,
     GenerationOutput,
