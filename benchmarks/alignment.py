@@ -8,14 +8,20 @@ from ``../shared/data`` when present) -- four systems answer greedily:
 * ``base``: the plain model, no preference;
 * ``prompt``: the pole's preference as a system prompt (the same instruction that made
   the training data: the strongest prompt we have, so a strong baseline);
-* ``pad``: PAD with the pole's anchor weights, no preference in the prompt;
+* ``pad``: PAD at strength +-1 (the pole, through the PersRM's calibration), no
+  preference in the prompt;
 * ``pad+prompt``: both.
 
 Scores: the axis judge (``langchain_pad.judges``) of each answer; per prompt, whether a
-system moved the judge in the pole's direction against ``base`` (win rate); whether
-``pad+prompt`` beats ``prompt`` alone (mean judge, in the pole's direction); fluency as
-the base model's perplexity of each answer after the plain user prompt (median, and the
-ratio to ``base``'s median). All rows of a prompt set decode in one process and run;
+system moved the judge in the pole's direction against ``base`` (win rate) -- a win
+counts only when the answer does not loop (a word 4-gram three or more times: a loop
+adds words and a looping jargon word raises a reading grade, so the judge alone would
+reward it); how many answers loop, and word distinct-2; whether ``pad+prompt`` beats
+``prompt`` alone (mean judge, in the pole's direction); fluency as the base model's
+perplexity of each answer after the plain user prompt, per prompt against ``base``'s
+(median, mean and worst ratio). Every system decodes with the same degeneration guard
+(``--repetition-penalty``, and ``--plausibility`` for PAD rows; the library's
+defaults). All rows of a prompt set decode in one process and run;
 writes ``alignment.json``, ``alignment.md`` and ``alignment.png`` under ``--out``.
 
     python benchmarks/alignment.py                  # both prompt sets, all prompts
@@ -40,15 +46,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import machine_info
 
 from langchain_pad.axes import axes_by_name
+from langchain_pad.calibration import load_calibration
 from langchain_pad.datagen.prompts import load_prompts
 from langchain_pad.evaluation import (
     DecodeRow,
     decode_conditions,
-    distinct_ratio,
+    distinct_words,
+    loops,
     perplexities,
 )
+from langchain_pad.guard import DEFAULT_PLAUSIBILITY, DEFAULT_REPETITION_PENALTY
 from langchain_pad.judges import judge
 from langchain_pad.models import DEFAULT_MODEL, load_model, resolve_reward_model
+from langchain_pad.profiles.anchors import load_anchors
 from langchain_pad.reward_model import PersonalizedRewardModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +122,8 @@ def run_group(
     plan: list[tuple[str, str, str]] = []  # (axis, pole, system)
     for axis in axes:
         for pole in (axis.low, axis.high):
-            weights = tuple(anchors[f"{axis.name}:{pole.name}"][a] for a in rm.axes)
+            strengths = [args.strength * anchors[f"{axis.name}:{pole.name}"][a] for a in rm.axes]
+            weights = args.calibration.to_raw(strengths)
             for system in SYSTEMS:
                 plan.append((axis.name, pole.name, system))
                 rows.extend(
@@ -129,6 +140,8 @@ def run_group(
         reward_model=rm,
         max_new_tokens=length,
         batch_size=args.batch_size,
+        repetition_penalty=args.repetition_penalty,
+        plausibility=args.plausibility,
         description=f"{name}: decoding ({length} tokens)",
     )
     ppl = perplexities(lm, [r.prompt for r in rows], [o.token_ids for o in outputs])
@@ -139,6 +152,7 @@ def run_group(
     for axis in axes:
         score = judge(axis.judge)
         base_scores = [score(o.text) for o in base]
+        base_loops = [loops(o.text) for o in base]
         for pole in (axis.low, axis.high):
             sign = axis.sign(pole.name)
             entry: dict[str, Any] = {
@@ -150,6 +164,8 @@ def run_group(
                 "new_tokens": length,
                 "base_finished": sum(o.finish_reason == "stop" for o in base) / k,
                 "base_mean": statistics.fmean(base_scores),
+                "base_looping": sum(base_loops),
+                "base_distinct_2": statistics.fmean(distinct_words(o.text) for o in base),
                 "base_ppl_median": statistics.median(base_ppl),
                 "systems": {},
             }
@@ -158,15 +174,25 @@ def run_group(
                 block = slice(k * (i + 1), k * (i + 2))
                 outs = outputs[block]
                 scores = [score(o.text) for o in outs]
-                wins = [sign * (s - b) > 0 for s, b in zip(scores, base_scores, strict=True)]
+                looping = [loops(o.text) for o in outs]
+                moved = [sign * (s - b) > 0 for s, b in zip(scores, base_scores, strict=True)]
+                wins = [m and not lp for m, lp in zip(moved, looping, strict=True)]
                 finite = [p for p in ppl[block] if math.isfinite(p)]
+                ratios = [
+                    p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p / b)
+                ]
                 entry["systems"][system] = {
                     "mean": statistics.fmean(scores),
                     "win_rate_vs_base": sum(wins) / k,
+                    "moved_rate_vs_base": sum(moved) / k,
+                    "looping": sum(looping),
+                    "loop_flags": looping,
                     "finished": sum(o.finish_reason == "stop" for o in outs) / k,
                     "ppl_median": statistics.median(finite),
-                    "ppl_ratio_vs_base": statistics.median(finite) / statistics.median(base_ppl),
-                    "distinct_3gram": statistics.fmean(distinct_ratio(o.token_ids) for o in outs),
+                    "ppl_ratio_vs_base": statistics.median(ratios),
+                    "ppl_ratio_mean": statistics.fmean(ratios),
+                    "ppl_ratio_worst": max(ratios),
+                    "distinct_2": statistics.fmean(distinct_words(o.text) for o in outs),
                     "scores": scores,
                 }
                 if system == "pad":
@@ -198,9 +224,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"Reward model: `{report['reward_model']}`; greedy; new tokens: "
         f"{report['settings']['max_new_tokens']}; machine: {report['machine']['cpu_model']} "
         f"({report['machine']['torch_threads']} threads), {report['machine']['date']}.",
-        "Win rate: share of prompts where the system moved the pole's judge in the pole's "
-        "direction against base greedy. ppl x: median base-model perplexity of the "
-        "system's answers over that of base greedy's answers.",
+        f"Guard: repetition penalty {report['settings']['repetition_penalty']}, PAD "
+        f"plausibility floor {report['settings']['plausibility']}; PAD strength "
+        f"{report['settings']['strength']} at each pole. Win rate: share of prompts where "
+        "the system moved the pole's judge in the pole's direction against base greedy "
+        "with an answer that does not loop (a word 4-gram 3+ times). ppl x: per-prompt "
+        "base-model perplexity of the system's answer over base greedy's, median / mean "
+        "/ worst.",
         "",
     ]
     for set_name, result in report["sets"].items():
@@ -209,8 +239,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "| axis | pole | judge | prompts | tokens | base ends | base | prompt | PAD "
             "| PAD+prompt | PAD win | prompt win "
-            "| PAD+prompt win | PAD+prompt > prompt | PAD ppl x | PAD+prompt ppl x |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+            "| PAD+prompt win | PAD+prompt > prompt | loops base / PAD | PAD distinct-2 "
+            "| PAD ppl x | PAD+prompt ppl x |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         ]
         for p in result["poles"]:
             s = p["systems"]
@@ -223,7 +254,9 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{s['pad+prompt']['win_rate_vs_base']:.0%} | "
                 f"{'yes' if p['pad_plus_prompt_beats_prompt'] else 'no'} "
                 f"({p['pad_plus_prompt_win_rate_vs_prompt']:.0%}) | "
-                f"{s['pad']['ppl_ratio_vs_base']:.2f} | "
+                f"{p['base_looping']} / {s['pad']['looping']} | {s['pad']['distinct_2']:.2f} | "
+                f"{s['pad']['ppl_ratio_vs_base']:.2f} / {s['pad']['ppl_ratio_mean']:.2f} / "
+                f"{s['pad']['ppl_ratio_worst']:.2f} | "
                 f"{s['pad+prompt']['ppl_ratio_vs_base']:.2f} |"
             )
         lines.append("")
@@ -239,11 +272,18 @@ def verdict(report: dict[str, Any]) -> list[str]:
     lines = []
     for p in result["poles"]:
         pad = p["systems"]["pad"]
-        ok = pad["win_rate_vs_base"] >= 0.75 and pad["ppl_ratio_vs_base"] <= 1.5
+        loop_share = pad["looping"] / p["prompts"]
+        ok = (
+            pad["win_rate_vs_base"] >= 0.75
+            and loop_share <= 0.10
+            and pad["ppl_ratio_vs_base"] <= 1.3
+            and pad["ppl_ratio_worst"] <= 2.0
+        )
         lines.append(
             f"{p['axis']}:{p['pole']} ({p['prompts']} prompts, {p['new_tokens']} tokens): "
-            f"PAD win rate {pad['win_rate_vs_base']:.0%} (bar 75%), "
-            f"perplexity x{pad['ppl_ratio_vs_base']:.2f} (bar 1.5) -> "
+            f"PAD wins without a loop {pad['win_rate_vs_base']:.0%} (bar 75%), "
+            f"looping {loop_share:.0%} (bar 10%), perplexity x{pad['ppl_ratio_vs_base']:.2f} "
+            f"median (bar 1.3), x{pad['ppl_ratio_worst']:.2f} worst (bar 2.0) -> "
             f"{'meets' if ok else 'MISSES'}"
         )
     beats = sum(p["pad_plus_prompt_beats_prompt"] for p in result["poles"])
@@ -299,6 +339,9 @@ def main() -> None:
     )
     parser.add_argument("--long-threshold", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--strength", type=float, default=1.0, help="PAD strength at each pole")
+    parser.add_argument("--repetition-penalty", type=float, default=DEFAULT_REPETITION_PENALTY)
+    parser.add_argument("--plausibility", type=float, default=DEFAULT_PLAUSIBILITY)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -306,8 +349,9 @@ def main() -> None:
     lm = load_model(args.model)
     rm_path = resolve_reward_model(args.reward_model)
     rm = PersonalizedRewardModel.load(rm_path, lm.model)
-    anchor_file = json.loads((Path(rm_path) / "anchors.json").read_text())
-    anchors = {a["name"]: a["weights"] for a in anchor_file["anchors"]}
+    anchor_set = load_anchors(rm_path)
+    anchors = {a.name: anchor_set.strengths(a) for a in anchor_set.anchors}
+    args.calibration = load_calibration(rm_path, rm.axes)
     report: dict[str, Any] = {
         "reward_model": args.reward_model,
         "axes": rm.axes,
@@ -315,6 +359,10 @@ def main() -> None:
         "settings": {
             "max_new_tokens": args.max_new_tokens or "each axis's judge length",
             "batch_size": args.batch_size,
+            "strength": args.strength,
+            "repetition_penalty": args.repetition_penalty,
+            "plausibility": args.plausibility,
+            "calibration": args.calibration.to_dict(),
             "limit": args.limit,
             "long_limit": args.long_limit,
             "long_threshold": args.long_threshold,

@@ -54,7 +54,7 @@ import numpy.typing as npt
 
 from langchain_pad.profiles.base import AUTO, BaseProfileStore, RewardModelSetting
 from langchain_pad.profiles.matcher import is_anchor, is_user
-from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion
+from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion, stored_context
 from langchain_pad.profiles.protocol import DescriptionRows, FeedbackLearner, FeedbackRecord, Kind
 
 try:
@@ -452,7 +452,7 @@ def _batches(ops: Sequence[PutOp]) -> Iterator[list[PutOp]]:
 
 
 def _profile(value: Mapping[str, Any]) -> PreferenceProfile:
-    return PreferenceProfile.model_validate(dict(value))
+    return PreferenceProfile.model_validate(dict(value), context=stored_context())
 
 
 # ---------------------------------------------------------------------- graph helpers

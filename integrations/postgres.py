@@ -199,7 +199,7 @@ class PostgresProfileStore(SQLProfileStore):
         self._require_writable()
         connection = self._connection()
         with self._guard(), connection.transaction():
-            yield _PostgresTransaction(connection, _DIALECT)
+            yield _PostgresTransaction(connection, _DIALECT, self.stored_context)
 
     def _query(self, statement: str, params: Sequence[object] = ()) -> list[Any]:
         with self._guard():

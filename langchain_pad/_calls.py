@@ -15,6 +15,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_pad._chunks import PreparedCall
 from langchain_pad._constraints import constraints_for
 from langchain_pad._messages import render_prompt
+from langchain_pad.guard import repetition_penalty_for
 from langchain_pad.preferences import PreferenceQuery
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ _CALL_PARAMS = frozenset(
         "seed",
         "repetition_penalty",
         "weights",
+        "raw_weights",
         "beta",
+        "plausibility",
         "user_id",
         "preference",
         "tools",
@@ -51,7 +54,7 @@ def prepare_call(
 ) -> PreparedCall:
     """The request of one call, with what its chunks need to describe it."""
     from langchain_pad.engine import GenerationRequest, SamplingParams
-    from langchain_pad.engine.pad import PADGuidance, check_beta
+    from langchain_pad.engine.pad import PADGuidance, check_beta, check_plausibility
 
     unknown = sorted(k for k in kwargs if k not in _CALL_PARAMS and not k.startswith("ls_"))
     if unknown:
@@ -87,11 +90,18 @@ def prepare_call(
         top_p=kwargs.get("top_p", model.top_p),
         top_k=kwargs.get("top_k", model.top_k),
         seed=kwargs.get("seed", model.seed),
-        repetition_penalty=kwargs.get("repetition_penalty", model.repetition_penalty),
+        repetition_penalty=repetition_penalty_for(
+            kwargs.get("repetition_penalty", model.repetition_penalty),
+            constrained=constraints.grammar is not None,
+        ),
         stop=tuple(stops or ()),
     )
     beta = check_beta(kwargs.get("beta", model.beta))
-    query = call_query(kwargs).over(PreferenceQuery(model.weights, model.user_id, model.preference))
+    plausibility = check_plausibility(kwargs.get("plausibility", model.plausibility))
+    defaults = PreferenceQuery(
+        model.weights, model.user_id, model.preference, raw_weights=model.raw_weights
+    )
+    query = call_query(kwargs).over(defaults)
     if beta is not None and query.empty:
         raise ValueError("beta= scales the preference reward, but no weights= were given.")
     guidance, axes, profile = None, None, None
@@ -109,6 +119,7 @@ def prepare_call(
             axes=ref.axes,
             reward_model_id=ref.id,
             anchors=lambda: runtime.anchor_store(reward_model),
+            calibration=lambda: runtime.calibration(reward_model),
         )
         profile = resolved.metadata
         if constraints.calls and not model.steer_tool_calls:
@@ -118,7 +129,11 @@ def prepare_call(
             rm = runtime.reward_model(reward_model)
             axes = list(rm.axes)
             guidance = PADGuidance(
-                resolved.weights, beta, reward_model=rm, normalize=model.pad_normalize
+                resolved.weights,
+                beta,
+                reward_model=rm,
+                normalize=model.pad_normalize,
+                plausibility=plausibility,
             )
             beta = beta if beta is not None else float(rm.beta)
     grammar = None
@@ -126,6 +141,8 @@ def prepare_call(
         grammar = runtime.grammar_compiler.compile(constraints.grammar)
     request = GenerationRequest(tuple(prompt_ids), params, guidance, grammar)
     call = PreparedCall(model_name, runtime, request, tokenizer, axes, beta, profile)
+    if guidance is not None:
+        call.strengths = resolved.strengths
     if constraints.tool_names:
         from langchain_pad.tools import ToolCallStream
 
@@ -140,7 +157,7 @@ def call_query(kwargs: dict[str, Any]) -> PreferenceQuery:
     (chains and LangGraph nodes set it); ``ensure_config()`` reads it there.
     """
     configurable = ensure_config().get("configurable") or {}
-    values = {key: kwargs.get(key) for key in ("weights", "user_id", "preference")}
+    values = {key: kwargs.get(key) for key in ("weights", "user_id", "preference", "raw_weights")}
     for key in _CONFIGURABLE_PARAMS:
         if values[key] is None and configurable.get(key) is not None:
             values[key] = configurable[key]

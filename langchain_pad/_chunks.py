@@ -43,6 +43,8 @@ class PreparedCall:
     beta: float | None = None
     """The ``beta`` the guided rows decode with (the call's, or the reward model's)."""
     profile: dict[str, Any] | None = None
+    strengths: tuple[float, ...] | None = None
+    """The preference in pole units ([-1, 1] per axis); None for ``raw_weights``."""
     completion_tokens: int = 0
     records: list[PADStepRecord] = field(default_factory=list)
     tool_stream: ToolCallStream | None = None
@@ -114,8 +116,14 @@ class PreparedCall:
         if guidance is None or self.axes is None:
             return {}
         weights = dict(zip(self.axes, guidance.weights, strict=True))
+        strengths = (
+            {}
+            if self.strengths is None
+            else {"pad_strengths": dict(zip(self.axes, self.strengths, strict=True))}
+        )
         return {
             "pad_axes": list(self.axes),
+            **strengths,
             "pad_weights": weights,
             "pad_beta": self.beta,
             "pad_summary": summarize(self.records, self.axes, weights, self.beta),

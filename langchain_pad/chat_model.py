@@ -30,6 +30,7 @@ from langchain_pad._batching import abatch_in_one_wave, batch_in_one_wave
 from langchain_pad._calls import prepare_call
 from langchain_pad._chunks import PreparedCall
 from langchain_pad._messages import render_prompt, to_turns
+from langchain_pad.guard import DEFAULT_PLAUSIBILITY
 from langchain_pad.models import DEFAULT_MODEL, DEFAULT_REWARD_MODEL
 from langchain_pad.preferences import PreferenceResolver, UnknownUser
 
@@ -58,7 +59,7 @@ class PADChatModel(BaseChatModel):
     Personalized with the shipped PersRM, per call or per user:
 
     ```python
-    llm.invoke("Explain DNS.", weights={"expertise": -6.0})  # w_p by axis
+    llm.invoke("Explain DNS.", weights={"expertise": -1.0})  # the elementary pole
     llm.invoke("Explain DNS.", preference="explain it like I'm five")  # no store needed
 
     from langchain_pad.profiles import SQLiteProfileStore
@@ -67,6 +68,10 @@ class PADChatModel(BaseChatModel):
     llm.invoke("Explain DNS.", user_id="ana")  # ana's stored w_p
     chain.invoke(question, config={"configurable": {"user_id": "ana"}})  # inside chains
     ```
+
+    ``weights`` are strengths in pole units, one per axis in ``[-1, 1]``: -1 / +1 are the
+    axis's calibrated poles for the reward model in use (``langchain_pad.calibration``),
+    0 no steering; ``raw_weights`` takes raw ``w_p`` (research).
 
     ``w_p`` per call (``langchain_pad.preferences``): the call's own ``weights`` /
     ``user_id`` / ``preference`` set aside the instance's; then explicit ``weights`` >
@@ -90,7 +95,10 @@ class PADChatModel(BaseChatModel):
     """Candidate-set size per step; None: whole vocabulary (sampling) or argmax (greedy)."""
     seed: int | None = None
     """Seed of the sampler, for reproducible sampled answers."""
-    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    """Penalty on tokens already in the prompt or answer (1: off); None: the degeneration
+    guard's default, 1.15 for free text and off for tool calls and structured output
+    (``langchain_pad.guard``)."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Stop sequences, matched on text; the stop text is not returned."""
     timeout: float | None = Field(default=None, gt=0.0)
@@ -111,7 +119,14 @@ class PADChatModel(BaseChatModel):
     """PersRM directory for this base model, or ``"default"``: the one shipped for the
     embedded model (loaded only when a call asks for personalization); None: no PAD."""
     weights: dict[str, float] | list[float] | None = None
-    """Default preference ``w_p``: by axis name, or a vector in the reward model's axis order."""
+    """Default preference strengths in ``[-1, 1]`` (-1 / +1: the calibrated poles): by
+    axis name, or a vector in the reward model's axis order."""
+    raw_weights: dict[str, float] | list[float] | None = None
+    """Default raw ``w_p`` (research: no calibration); beats ``weights`` when both are set."""
+    plausibility: float = Field(default=DEFAULT_PLAUSIBILITY, ge=0.0, lt=1.0)
+    """The degeneration guard of PAD rows: only candidates whose base probability is at
+    least this share of the best candidate's may be picked (0: off). See the model card
+    for the measurement that chose the default."""
     beta: float | None = Field(default=None, gt=0.0)
     """Reward scale; None uses the reward model's own ``beta``."""
     pad_normalize: Literal["candidates", "vocab"] = "candidates"

@@ -49,10 +49,17 @@ def decode_conditions(
     max_new_tokens: int = 64,
     batch_size: int = 32,
     candidates: int = 10,
+    repetition_penalty: float = 1.0,
+    plausibility: float = 0.0,
     description: str = "decoding",
     show_progress: bool = True,
 ) -> list[GenerationOutput]:
-    """Greedy answers for every row, PAD-guided where the row has weights."""
+    """Greedy answers for every row, PAD-guided where the row has weights.
+
+    ``repetition_penalty`` applies to every row, plain and guided alike (a guard compared
+    against a base without it would credit PAD with the guard's work); ``plausibility``
+    is the PAD rows' floor (:class:`~langchain_pad.engine.pad.PADGuidance`).
+    """
     from tqdm.auto import tqdm
 
     from langchain_pad.engine import DecodingEngine, GenerationRequest, SamplingParams
@@ -67,7 +74,7 @@ def decode_conditions(
         context_length=loaded.context_length,
     )
     guide = PADGuide(reward_model, default_candidates=candidates) if reward_model else None
-    params = SamplingParams(max_new_tokens=max_new_tokens)
+    params = SamplingParams(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
     outputs: list[GenerationOutput] = []
     with tqdm(total=len(rows), desc=description, unit="answer", disable=not show_progress) as bar:
         for start in range(0, len(rows), batch_size):
@@ -76,7 +83,9 @@ def decode_conditions(
                 GenerationRequest(
                     tuple(user_prompt_ids(loaded, row.prompt, row.system)),
                     params,
-                    PADGuidance(row.weights, beta) if row.weights is not None else None,
+                    PADGuidance(row.weights, beta, plausibility=plausibility)
+                    if row.weights is not None
+                    else None,
                 )
                 for row in batch
             ]
@@ -108,4 +117,36 @@ def perplexities(
 def distinct_ratio(token_ids: Sequence[int], n: int = 3) -> float:
     """Share of distinct n-grams: near 1 for normal text, low for looping repetition."""
     grams = [tuple(token_ids[i : i + n]) for i in range(len(token_ids) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+LOOP_NGRAM = 4
+LOOP_REPEATS = 3
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words without surrounding punctuation: what a reader sees repeat."""
+    return [w for w in (t.strip(".,;:!?\"'()[]*") for t in text.lower().split()) if w]
+
+
+def loops(text: str, n: int = LOOP_NGRAM, repeats: int = LOOP_REPEATS) -> bool:
+    """Whether some word n-gram occurs ``repeats`` times or more: the answer loops.
+
+    A loop adds words and, when the looping word is jargon, raises a reading grade, so
+    a judge alone would count it as a win; benchmarks count no win for a looping answer.
+    """
+    seq = words(text)
+    counts: dict[tuple[str, ...], int] = {}
+    for i in range(len(seq) - n + 1):
+        gram = tuple(seq[i : i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] >= repeats:
+            return True
+    return False
+
+
+def distinct_words(text: str, n: int = 2) -> float:
+    """Share of distinct word n-grams (distinct-n): near 1 for varied text."""
+    seq = words(text)
+    grams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0

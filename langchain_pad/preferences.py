@@ -6,8 +6,15 @@ precedence is written once:
 1. **per call beats per instance**: when a call names any of ``weights``, ``user_id``
    or ``preference`` (as a keyword, through ``.bind`` or LangChain's ``configurable``),
    the instance's defaults for all three are set aside;
-2. within the chosen layer, explicit ``weights`` > the ``user_id``'s stored profile >
-   the ``preference`` text matched against known profiles > no personalization.
+2. within the chosen layer, explicit ``raw_weights`` > explicit ``weights`` > the
+   ``user_id``'s stored profile > the ``preference`` text matched against known
+   profiles > no personalization.
+
+**Units.** ``weights``, profiles and matches are strengths in pole units, one per axis
+in ``[-1, 1]`` (``langchain_pad.calibration``: -1 / +1 the axis's calibrated poles for
+the reward model in use, 0 no steering); the resolver turns them into the raw ``w_p``
+decoding uses with that PersRM's calibration. ``raw_weights`` is the research path: raw
+``w_p``, used as given (within +-:data:`MAX_ABS_WEIGHT`).
 
 A profile is only used with the reward model it was learned for: its weights are
 coordinates on that PersRM's axes, so another PersRM would read them as something
@@ -22,10 +29,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from langchain_pad.calibration import PoleCalibration
     from langchain_pad.profiles import PreferenceProfile, ProfileStore
 
 __all__ = [
     "MAX_ABS_WEIGHT",
+    "MAX_STRENGTH",
     "PreferenceQuery",
     "PreferenceResolver",
     "ProfileMismatchError",
@@ -35,13 +44,17 @@ __all__ = [
 ]
 
 MAX_ABS_WEIGHT = 20.0
-"""Largest ``|w_i|`` accepted: far past the calibrated anchors, where decoding degenerates."""
+"""Largest raw ``|w_i|`` (``raw_weights``): far past the calibrated poles, where decoding
+degenerates."""
+
+MAX_STRENGTH = 1.0
+"""Strengths (``weights``) live in ``[-1, 1]``: -1 / +1 are the calibrated poles."""
 
 UnknownUser = Literal["error", "fallback"]
 """What a ``user_id`` without a stored profile does: raise, or fall back to
 ``preference`` (then to no personalization)."""
 
-Source = Literal["weights", "user_id", "preference", "none"]
+Source = Literal["raw_weights", "weights", "user_id", "preference", "none"]
 
 
 class ProfileMismatchError(ValueError):
@@ -49,16 +62,18 @@ class ProfileMismatchError(ValueError):
 
 
 def check_weights(
-    weights: object, axes: Sequence[str], *, name: str = "weights"
+    weights: object, axes: Sequence[str], *, name: str = "weights", limit: float = MAX_STRENGTH
 ) -> tuple[float, ...]:
-    """``w_p`` in ``axes`` order from ``{"axis": number}`` or one number per axis.
+    """Strengths (or, with ``limit=MAX_ABS_WEIGHT``, raw ``w_p``) in ``axes`` order from
+    ``{"axis": number}`` or one number per axis.
 
     Every way a user gives weights (chat model, server, profiles) goes through here,
     so a bad value gets the same message that names the parameter and the accepted form.
     """
+    what = "numbers in [-1, 1]" if limit == MAX_STRENGTH else "numbers"
     accepted = (
         f"pass {name} as {{axis: number}} with axes from {list(axes)}, or a list of "
-        f"{len(axes)} numbers in that order"
+        f"{len(axes)} {what} in that order"
     )
     if isinstance(weights, Mapping):
         unknown = sorted(str(k) for k in weights if k not in axes)
@@ -82,9 +97,15 @@ def check_weights(
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name}[{axis!r}] must be a number, got {value!r}; {accepted}.")
         number = float(value)
-        if not math.isfinite(number) or abs(number) > MAX_ABS_WEIGHT:
+        if not math.isfinite(number) or abs(number) > limit:
+            if limit == MAX_STRENGTH:
+                raise ValueError(
+                    f"{name}[{axis!r}] must be a strength in [-1, 1], got {value!r}: -1 and "
+                    "+1 are the axis's calibrated poles, 0 is no steering (raw w_p values "
+                    "go in raw_weights=)."
+                )
             raise ValueError(
-                f"{name}[{axis!r}] must be finite and within +-{MAX_ABS_WEIGHT:g}, got "
+                f"{name}[{axis!r}] must be finite and within +-{limit:g}, got "
                 f"{value!r}; large weights make decoding degenerate (see the model card)."
             )
         vector.append(number)
@@ -96,8 +117,11 @@ class PreferenceQuery:
     """What one layer (a call, or an instance's defaults) asked for."""
 
     weights: Mapping[str, float] | Sequence[float] | None = None
+    """Strengths in pole units."""
     user_id: str | None = None
     preference: str | None = None
+    raw_weights: Mapping[str, float] | Sequence[float] | None = None
+    """Raw ``w_p`` (research): used as given, no calibration."""
 
     def __post_init__(self) -> None:
         if self.user_id is not None and (not isinstance(self.user_id, str) or not self.user_id):
@@ -107,7 +131,12 @@ class PreferenceQuery:
 
     @property
     def empty(self) -> bool:
-        return self.weights is None and self.user_id is None and not self.preference
+        return (
+            self.weights is None
+            and self.raw_weights is None
+            and self.user_id is None
+            and not self.preference
+        )
 
     def over(self, defaults: PreferenceQuery) -> PreferenceQuery:
         """This layer if it names anything, else ``defaults`` (per call beats per instance)."""
@@ -119,10 +148,12 @@ class ResolvedPreference:
     """The ``w_p`` a call decodes with, and where it came from."""
 
     weights: tuple[float, ...] | None
-    """Raw ``w_p`` in the reward model's axis order; None: plain decoding."""
+    """Raw ``w_p`` in the reward model's axis order, what decoding uses; None: plain."""
     source: Source
     metadata: dict[str, Any] | None = None
     """What ``response_metadata["pad_profile"]`` shows (None when nothing was looked up)."""
+    strengths: tuple[float, ...] | None = None
+    """The same preference in pole units (None for ``raw_weights`` and plain decoding)."""
 
 
 class PreferenceResolver:
@@ -155,12 +186,45 @@ class PreferenceResolver:
         axes: Sequence[str],
         reward_model_id: str,
         anchors: Callable[[], ProfileStore] | None = None,
+        calibration: Callable[[], PoleCalibration] | PoleCalibration | None = None,
     ) -> ResolvedPreference:
-        """``w_p`` for ``query`` on the reward model with these ``axes`` and id."""
+        """``w_p`` for ``query`` on the reward model with these ``axes`` and id;
+        ``calibration`` (or a function that loads it: only strengths need it) maps
+        strengths onto that PersRM's raw ``w_p``."""
+        named = query.user_id is not None or bool(query.preference)
+        if query.raw_weights is not None:
+            vector = check_weights(
+                query.raw_weights, axes, name="raw_weights", limit=MAX_ABS_WEIGHT
+            )
+            info = {"source": "raw_weights"} if named or query.weights is not None else None
+            return ResolvedPreference(vector, "raw_weights", info)
+        resolved = self._strengths(query, axes, reward_model_id, anchors)
+        if resolved.strengths is None:
+            return resolved
+        if calibration is None:
+            from langchain_pad.calibration import CalibrationError
+
+            raise CalibrationError(
+                "strengths need the reward model's calibration, and none was given; pass "
+                "raw_weights= to steer with raw w_p values."
+            )
+        table = calibration() if callable(calibration) else calibration
+        raw = table.to_raw(resolved.strengths)
+        return ResolvedPreference(raw, resolved.source, resolved.metadata, resolved.strengths)
+
+    def _strengths(
+        self,
+        query: PreferenceQuery,
+        axes: Sequence[str],
+        reward_model_id: str,
+        anchors: Callable[[], ProfileStore] | None,
+    ) -> ResolvedPreference:
+        """The query's preference in pole units (in ``strengths``; ``weights`` unset)."""
         if query.weights is not None:
             vector = check_weights(query.weights, axes)
             named = query.user_id is not None or bool(query.preference)
-            return ResolvedPreference(vector, "weights", {"source": "weights"} if named else None)
+            info = {"source": "weights"} if named else None
+            return ResolvedPreference(None, "weights", info, vector)
         if query.empty:
             return ResolvedPreference(None, "none")
         unknown: dict[str, Any] = {}
@@ -169,7 +233,7 @@ class PreferenceResolver:
             if found is not None:
                 self._check_reward_model(found, reward_model_id, how=f"user {found.user_id!r}")
                 return ResolvedPreference(
-                    check_weights(dict(found.weights), axes, name=f"profile {found.user_id!r}"),
+                    None,
                     "user_id",
                     {
                         "source": "user_id",
@@ -177,6 +241,7 @@ class PreferenceResolver:
                         "version": found.version,
                         "reward_model_id": found.reward_model.id,
                     },
+                    check_weights(dict(found.weights), axes, name=f"profile {found.user_id!r}"),
                 )
             unknown = {"unknown_user_id": query.user_id}
         if not query.preference:
@@ -230,10 +295,11 @@ class PreferenceResolver:
             "preference": text,
             "matches": [m for m in matches if m is not None],
             "used": used,
+            **({"conflicts": list(result.conflicts)} if result.conflicts else {}),
             **unknown,
         }
         vector = None if result.weights is None else check_weights(result.weights, axes)
-        return ResolvedPreference(vector, "preference" if vector else "none", info)
+        return ResolvedPreference(None, "preference" if vector else "none", info, vector)
 
     def _describe(self, match: Any) -> dict[str, Any] | None:
         if not self.reveal_matched_users and not _is_anchor(match.profile.user_id):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from langchain_pad.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from langchain_pad.calibration import PoleCalibration
     from langchain_pad.engine import (
         BatchScheduler,
         GenerationRequest,
@@ -108,6 +109,7 @@ class PADRuntime:
         self._scheduler: BatchScheduler | None = None
         self._reward_models: dict[str, PersonalizedRewardModel] = {}
         self._refs: dict[str, RewardModelRef] = {}
+        self._calibrations: dict[str, PoleCalibration] = {}
         self._anchor_stores: dict[str, InMemoryProfileStore] = {}
         self._compiler: GrammarCompiler | None = None
         self._router: EmbeddingToolRouter | None = None
@@ -213,6 +215,22 @@ class PADRuntime:
                 ref = reward_model_ref(directory)
                 self._refs[directory] = ref
             return ref
+
+    def calibration(self, name_or_path: str | Path = "default") -> PoleCalibration:
+        """What strengths in ``[-1, 1]`` mean for this PersRM (its ``calibration.json``),
+        read once (a :class:`~langchain_pad.calibration.CalibrationError` says how to
+        make one when the directory has none)."""
+        from langchain_pad.calibration import load_calibration
+        from langchain_pad.models import resolve_reward_model
+
+        directory = str(Path(resolve_reward_model(str(name_or_path))).expanduser().resolve())
+        ref = self.reward_model_ref(directory)
+        with self._lock:
+            table = self._calibrations.get(directory)
+            if table is None:
+                table = load_calibration(directory, ref.axes)
+                self._calibrations[directory] = table
+            return table
 
     def anchor_store(self, name_or_path: str | Path = "default") -> InMemoryProfileStore:
         """An in-memory store holding only this PersRM's anchor poles.

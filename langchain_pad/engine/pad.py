@@ -54,6 +54,19 @@ def check_beta(beta: float | None) -> float | None:
     return value
 
 
+def check_plausibility(plausibility: float) -> float:
+    """The plausibility floor as the engine carries it, or a ValueError saying the range."""
+    if (
+        isinstance(plausibility, bool)
+        or not isinstance(plausibility, int | float)
+        or not (0.0 <= plausibility < 1.0)
+    ):
+        raise ValueError(
+            f"plausibility must be a number in [0, 1) (0 = off), got {plausibility!r}."
+        )
+    return float(plausibility)
+
+
 @dataclass(frozen=True)
 class PADGuidance:
     """Per-row payload: the user's ``w_p`` (one weight per axis) and optionally ``beta``.
@@ -66,11 +79,17 @@ class PADGuidance:
     beta: float | None = None
     reward_model: PersonalizedRewardModel | None = field(default=None, compare=False)
     normalize: Normalization | None = None
+    plausibility: float = 0.0
+    """The degeneration guard: only candidates whose base probability is at least this
+    share of the best candidate's may be picked (0: every top-K candidate may). A
+    reward can then reorder what the base model finds plausible, but cannot lift a
+    token it finds absurd -- the "algae algae algae" of a strong weight."""
 
     def __post_init__(self) -> None:
         if not all(math.isfinite(w) for w in self.weights):
             raise ValueError(f"preference weights must be finite numbers, got {self.weights}.")
         check_beta(self.beta)
+        check_plausibility(self.plausibility)
         if self.normalize not in (None, "candidates", "vocab"):
             raise ValueError(f"normalize must be 'candidates' or 'vocab', got {self.normalize!r}.")
         rm = self.reward_model
@@ -117,6 +136,8 @@ class _Group:
         """Positions of this group's rows in the wave's current rows."""
         self.weights: list[tuple[float, ...]] = []
         self.betas: list[float] = []
+        self.floors: list[float] = []
+        """Per row, ``log(plausibility)`` (``-inf``: no floor)."""
         self.cache = DynamicCache(config=rm.adapter.config)
         self.adapted: torch.Tensor | None = None
 
@@ -124,6 +145,7 @@ class _Group:
         self.index = torch.tensor(self.positions, dtype=torch.long)
         self.weight_matrix = torch.tensor(self.weights, dtype=torch.float32)
         self.beta_vector = torch.tensor(self.betas, dtype=torch.float32)
+        self.floor_vector = torch.tensor(self.floors, dtype=torch.float32)
 
     def observe(self, forward: ForwardOutput) -> None:
         trunk = forward.hidden_states[self.rm.trunk_layer][self.index]
@@ -166,6 +188,7 @@ class _Group:
                 self.adapted = self.adapted[local]
             self.weights = [self.weights[i] for _, i in kept]
             self.betas = [self.betas[i] for _, i in kept]
+            self.floors = [self.floors[i] for _, i in kept]
         self.positions = [new for new, _ in kept]
         self.freeze()
         return True
@@ -202,6 +225,9 @@ class PADSession:
             group.positions.append(row)
             group.weights.append(payload.weights)
             group.betas.append(payload.beta if payload.beta is not None else rm.beta)
+            group.floors.append(
+                math.log(payload.plausibility) if payload.plausibility > 0 else -math.inf
+            )
         self.groups = list(groups.values())
         for group in self.groups:
             group.freeze()
@@ -220,6 +246,12 @@ class PADSession:
             index = group.index
             phi = group.phi(step.candidate_ids[index], step.base_logprobs[index])  # [G, K, d]
             r = group.beta_vector.unsqueeze(1) * (phi @ group.weight_matrix.unsqueeze(-1))[..., 0]
+            # The plausibility floor, relative to the best candidate's (penalized, masked)
+            # score: column 0, as candidates come best first. The best candidate always
+            # passes, so a zero reward still picks what plain decoding picks.
+            scores = step.scores[index]
+            implausible = scores < scores[:, :1] + group.floor_vector.unsqueeze(1)
+            r = r.masked_fill(implausible, float("-inf"))
             reward[index] = r  # eq. 6
             self._chosen_parts.append((group, phi, r))
         self._base_logprobs = step.base_logprobs

@@ -4,12 +4,16 @@ A shipped PersRM directory (``persrm.safetensors`` + ``persrm_config.json``) may
 ``anchors.json``: one profile per pole of each axis, each with a description and a few
 aliases (other wordings of the same preference)::
 
-    {"format_version": 1,
+    {"format_version": 2,
      "axes": ["expertise", "informativeness", "style"],
      "anchors": [{"name": "expertise:elementary",
                   "description": "Explain things simply, so a child could understand.",
                   "aliases": ["Use plain words, no jargon."],
-                  "weights": {"expertise": -2.0}}]}
+                  "weights": {"expertise": -1.0}}]}
+
+Format 2 gives weights as strengths in pole units (``langchain_pad.calibration``: -1 / +1
+are the calibrated poles). Format 1 gave raw ``w_p``; it is still read, converted with
+the directory's ``calibration.json`` or, without one, with its own anchors as the poles.
 
 A store seeds itself with these (user id ``anchor:<name>``), so a preference it has
 never seen can be matched to the nearest pole(s). Nothing here imports torch.
@@ -26,6 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from langchain_pad.calibration import CALIBRATION_FILE, PoleCalibration, load_calibration
 from langchain_pad.profiles.profile import (
     ANCHOR_PREFIX,
     MAX_ABS_WEIGHT,
@@ -143,7 +148,7 @@ class Anchor(BaseModel):
 class AnchorSet(BaseModel):
     """The contents of ``anchors.json``."""
 
-    format_version: Literal[1] = 1
+    format_version: Literal[1, 2] = 2
     axes: list[str] = Field(min_length=1)
     anchors: list[Anchor] = Field(min_length=1)
 
@@ -154,6 +159,11 @@ class AnchorSet(BaseModel):
         if duplicates:
             raise ValueError(f"anchor names must be unique, repeated: {duplicates}")
         for anchor in self.anchors:
+            if self.format_version == 2 and any(abs(w) > 1.0 for w in anchor.weights.values()):
+                raise ValueError(
+                    f"anchor {anchor.name!r} has weights {anchor.weights}; format 2 gives "
+                    "strengths in pole units, within [-1, 1]"
+                )
             unknown = sorted(set(anchor.weights) - set(self.axes))
             if unknown:
                 raise ValueError(
@@ -162,8 +172,11 @@ class AnchorSet(BaseModel):
                 )
         return self
 
-    def profiles(self, reward_model: RewardModelRef) -> list[PreferenceProfile]:
-        """One anchor profile per anchor, for this reward model (axes must agree)."""
+    def profiles(
+        self, reward_model: RewardModelRef, calibration: PoleCalibration | None = None
+    ) -> list[PreferenceProfile]:
+        """One anchor profile per anchor, for this reward model (axes must agree); format-1
+        raw weights become strengths with ``calibration`` (default: the anchors' own)."""
         if list(reward_model.axes) != list(self.axes):
             raise ValueError(
                 f"anchors.json lists axes {self.axes} but the reward model has "
@@ -175,11 +188,25 @@ class AnchorSet(BaseModel):
                 kind="anchor",
                 description=anchor.description,
                 aliases=list(anchor.aliases),
-                weights=anchor.weights,
+                weights=self.strengths(anchor, calibration),
                 reward_model=reward_model,
             )
             for anchor in self.anchors
         ]
+
+    def strengths(
+        self, anchor: Anchor, calibration: PoleCalibration | None = None
+    ) -> dict[str, float]:
+        """The anchor's weights as strengths in pole units, whatever the file's format."""
+        if self.format_version == 2:
+            return dict(anchor.weights)
+        if calibration is None:
+            calibration = PoleCalibration.from_raw_anchors(
+                [(a.name, a.weights) for a in self.anchors], self.axes, "anchors.json"
+            )
+        raw = [anchor.weights.get(axis, 0.0) for axis in self.axes]
+        values, _clamped = calibration.to_strengths(raw)
+        return dict(zip(self.axes, values, strict=True))
 
 
 def load_anchors(path: str | Path) -> AnchorSet:
@@ -198,4 +225,8 @@ def anchor_profiles(directory: str | Path) -> list[PreferenceProfile]:
     path = _resolve(directory)
     if not (path / ANCHORS_FILE).is_file():
         return []
-    return load_anchors(path).profiles(reward_model_ref(path))
+    ref = reward_model_ref(path)
+    calibration = None
+    if (path / CALIBRATION_FILE).is_file():
+        calibration = load_calibration(path, ref.axes)
+    return load_anchors(path).profiles(ref, calibration)

@@ -13,6 +13,7 @@ is given.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,27 @@ class BaseProfileStore(AsyncTwins, VersionedStore):
         from langchain_pad.profiles.anchors import reward_model_ref
 
         return reward_model_ref(self.reward_model_dir)
+
+    @property
+    def stored_context(self) -> dict[str, Any]:
+        """Validation context for profiles read back from this store: the calibration of
+        its reward model, so profiles saved before pole units are converted on read
+        (read once per store: a reread per row would cost a file read each)."""
+        cached: dict[str, Any] | None = self.__dict__.get("_stored_context")
+        if cached is not None:
+            return cached
+        from langchain_pad.calibration import CalibrationError, load_calibration
+        from langchain_pad.profiles.profile import stored_context
+
+        context = stored_context()
+        ref = self.reward_model_ref
+        if ref is not None and self.reward_model_dir is not None:
+            with contextlib.suppress(CalibrationError):  # other PersRMs' rows say what to do
+                context = stored_context(
+                    {ref.id: load_calibration(self.reward_model_dir, ref.axes)}
+                )
+        self.__dict__["_stored_context"] = context
+        return context
 
     def _seed_initial(
         self, anchors: Sequence[PreferenceProfile], anchors_from: str | Path | None

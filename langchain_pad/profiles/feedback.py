@@ -8,17 +8,15 @@ regression of ``langchain_pad.training.stage2`` over all of the user's ``D``,
 warm-started from the current weights: milliseconds, inside the write transaction.
 
 Stage 2 scores whole answers: summed over a few hundred tokens, the reward differences
-of a pair are large, so a handful of pairs is explained by ``|w| < 1``; but decoding
-adds ``beta * w . phi`` token by token, and only weights of the anchors' calibrated
-size (4-8 for the shipped PersRM) change greedy choices. Stored as fitted, a learned
-profile would point the right way and change nothing (measured: the answers did not
-move). So, for a PersRM with calibrated anchors, the learner maps the fit onto the
-anchors' scale: on each axis, the fit's probability that this user prefers the high
-pole in a typical pair of theirs, ``P = sigmoid(beta * w_fit * mean|D|)``, decides
-how much of that pole's anchor weight decoding gets: ``(2P - 1) * anchor``, i.e.
-``anchor * tanh(beta * w_fit * mean|D| / 2)``. A consistent user reaches the anchor's
-strength, a contradictory one stays near zero, and no weight leaves the calibrated
-(fluent) range.
+of a pair are large, so a handful of pairs is explained by a raw ``|w| < 1``; but
+decoding adds ``beta * w . phi`` token by token, and only weights of the calibrated
+poles' size (2-6 for the shipped PersRM) change greedy choices. So the learner stores
+strengths in pole units (``langchain_pad.calibration``), not the raw fit: on each axis,
+the fit's probability that this user prefers the high pole in a typical pair of theirs,
+``P = sigmoid(beta * w_fit * mean|D|)``, is the share of that pole decoding gets:
+``2P - 1 = tanh(beta * w_fit * mean|D| / 2)``, in ``(-1, 1)``. A consistent user reaches
+the pole, a contradictory one stays near zero, and no strength leaves the calibrated
+(fluent) range, whatever the PersRM's raw scale.
 """
 
 from __future__ import annotations
@@ -67,10 +65,9 @@ class Stage2Learner:
     ``reward_model_dir`` gives the profiles the saved model's id; without it, the id is
     the in-memory model's backbone fingerprint plus its axes (fine for tests).
 
-    ``steering``: ``"anchors"`` (default) maps the fit onto the calibrated anchor weights
-    of ``reward_model_dir`` (see the module docstring) when it has ``anchors.json``; a
-    mapping ``{axis: (low_pole_weight, high_pole_weight)}`` gives that scale directly
-    (magnitudes); ``None`` stores the stage-2 fit as it is.
+    ``steering``: ``"poles"`` (default; ``"anchors"`` is the former name) stores the fit
+    as strengths in pole units (see the module docstring); ``None`` stores the stage-2
+    fit's raw values clamped to ``[-1, 1]`` (for studying the fit itself, not for steering).
     """
 
     def __init__(
@@ -80,13 +77,15 @@ class Stage2Learner:
         *,
         reward_model_dir: str | Path | None = None,
         l2: float = 0.1,
-        steering: str | Mapping[str, tuple[float, float]] | None = "anchors",
+        steering: str | None = "poles",
     ) -> None:
+        if steering not in ("poles", "anchors", None):
+            raise ValueError(f"steering must be 'poles' or None, got {steering!r}.")
         self.model = reward_model
         self.tokenizer = tokenizer
         self.l2 = l2
-        self.steering = _steering_scale(steering, reward_model.axes, reward_model_dir)
-        """Per axis, the anchor weight magnitudes of its low and high pole; None: raw fit."""
+        self.steering = None if steering is None else "poles"
+        """``"poles"``: the fit is stored as strengths in pole units; None: raw, clamped."""
         if reward_model_dir is not None:
             from langchain_pad.profiles.anchors import reward_model_ref
 
@@ -156,70 +155,23 @@ class Stage2Learner:
                 features = self.features(record.prompt, record.chosen, record.rejected)
             rows.append(features)
         differences = torch.tensor(rows, dtype=torch.float32)
-        start = list(self.model.weight_vector(profile.weights))
+        start = [float(profile.weights.get(axis, 0.0)) for axis in self.model.axes]
         spread = differences.abs().mean(dim=0).clamp(min=1e-6).tolist()
-        if self.steering is not None:  # warm start: the current weights, back on the fit's scale
-            start = [
-                self._unsteer(axis, w, s)
-                for axis, w, s in zip(self.model.axes, start, spread, strict=True)
-            ]
+        if self.steering is not None:  # warm start: the current strengths, on the fit's scale
+            start = [self._unsteer(w, s) for w, s in zip(start, spread, strict=True)]
         w, _loss = fit_weights_from_features(
             differences, beta=self.model.beta, l2=self.l2, init=start
         )
         fitted = [float(v) for v in w]
         if self.steering is not None:
-            fitted = [
-                self._steer(axis, v, s)
-                for axis, v, s in zip(self.model.axes, fitted, spread, strict=True)
-            ]
+            fitted = [self._steer(v, s) for v, s in zip(fitted, spread, strict=True)]
+        else:
+            fitted = [max(-1.0, min(1.0, v)) for v in fitted]
         return dict(zip(self.model.axes, fitted, strict=True))
 
-    def _steer(self, axis: str, fitted: float, spread: float) -> float:
-        assert self.steering is not None
-        low, high = self.steering[axis]
-        share = math.tanh(self.model.beta * fitted * spread / 2)  # 2P - 1
-        return share * (high if share > 0 else low)
+    def _steer(self, fitted: float, spread: float) -> float:
+        return math.tanh(self.model.beta * fitted * spread / 2)  # 2P - 1
 
-    def _unsteer(self, axis: str, weight: float, spread: float) -> float:
-        assert self.steering is not None
-        low, high = self.steering[axis]
-        share = max(-0.999, min(0.999, weight / (high if weight > 0 else low)))
+    def _unsteer(self, strength: float, spread: float) -> float:
+        share = max(-0.999, min(0.999, strength))
         return 2 * math.atanh(share) / (self.model.beta * spread)
-
-
-def _steering_scale(
-    steering: str | Mapping[str, tuple[float, float]] | None,
-    axes: Sequence[str],
-    reward_model_dir: str | Path | None,
-) -> dict[str, tuple[float, float]] | None:
-    if steering is None:
-        return None
-    if isinstance(steering, str):
-        if steering != "anchors":
-            raise ValueError(f"steering must be 'anchors', a mapping or None, got {steering!r}.")
-        if reward_model_dir is None:
-            return None
-        from langchain_pad.profiles.anchors import anchor_profiles
-
-        anchors = anchor_profiles(reward_model_dir)
-        if not anchors:
-            return None
-        scale: dict[str, list[float]] = {axis: [0.0, 0.0] for axis in axes}
-        for anchor in anchors:
-            for axis, weight in anchor.weights.items():
-                if axis in scale and weight:
-                    side = 1 if weight > 0 else 0
-                    scale[axis][side] = max(scale[axis][side], abs(weight))
-        steering = {axis: (low, high) for axis, (low, high) in scale.items()}
-    result: dict[str, tuple[float, float]] = {}
-    for axis in axes:
-        if axis not in steering:
-            raise ValueError(f"steering has no scale for axis {axis!r} (axes: {list(axes)}).")
-        low, high = (float(v) for v in steering[axis])
-        if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(
-                f"steering for {axis!r} needs two finite magnitudes > 0, got {(low, high)}; "
-                "calibrate the anchors of both poles or pass steering=None."
-            )
-        result[axis] = (low, high)
-    return result

@@ -262,11 +262,16 @@ class ProfileMatcher:
             threshold=threshold,
             anchor_similarity=anchor_similarity,
         )[: max(top_k, 0)]
-        weights, used = combine(
+        weights, used, conflicts = combine(
             matches, threshold=threshold, margin=margin, anchor_similarity=anchor_similarity
         )
         return MatchResult(
-            query=query_text, matches=matches, weights=weights, used=used, threshold=threshold
+            query=query_text,
+            matches=matches,
+            weights=weights,
+            used=used,
+            threshold=threshold,
+            conflicts=conflicts,
         )
 
     def _nearest(

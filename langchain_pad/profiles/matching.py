@@ -20,11 +20,14 @@ anchor is a candidate, its score is the best anchor cosine times the ranker's
 probability that the query names that anchor, and the anchors pass the threshold
 together, on that best cosine. Without the ranker an anchor's score is its cosine too.
 
-The resulting ``w_p`` is the score-weighted mean of the top-k profiles' weights, over
-those within ``margin`` of the best score and above ``threshold`` in cosine (below it,
-the answer is "no match", never a guess). This is the paper's transfer argument made
-concrete: the nearer a known ``w_j``, the more of it the unseen preference gets; and
-a query between two opposite poles takes the one the ranker believes, not their mean.
+The resulting strengths are the score-weighted mean of the top-k profiles' strengths,
+over those within ``margin`` of the best score and above ``threshold`` in cosine (below
+it, the answer is "no match", never a guess). This is the paper's transfer argument made
+concrete: the nearer a known ``w_j``, the more of it the unseen preference gets. Means
+are taken like with like: on an axis where the qualifying profiles pull towards
+opposite poles, a mean would cancel to a silent zero, so that axis takes the side with
+the larger total score (the mean of that side alone) and the result names the axis in
+``conflicts``; a query between two opposite poles takes the one the ranker believes.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class MatchResult(BaseModel):
     used: list[str]
     """User ids whose weights were averaged into ``weights``."""
     threshold: float
+    conflicts: list[str] = []
+    """Axes on which the used profiles pulled towards opposite poles (the side with the
+    larger total score was taken, not the mean)."""
 
     @property
     def matched(self) -> bool:
@@ -136,8 +142,9 @@ def combine(
     threshold: float,
     margin: float,
     anchor_similarity: float | None = None,
-) -> tuple[dict[str, float] | None, list[str]]:
-    """Score-weighted mean of the weights of the matches that qualify.
+) -> tuple[dict[str, float] | None, list[str], list[str]]:
+    """Score-weighted mean of the strengths of the matches that qualify; the users used;
+    the axes where they pulled opposite ways (module docstring).
 
     A match qualifies when it is above ``threshold`` (see :func:`rank_matches` for
     ``anchor_similarity``), within ``margin`` of the best qualifying score, and has the
@@ -145,7 +152,7 @@ def combine(
     """
     above = [m for m in matches if _passes(m, threshold, anchor_similarity)]
     if not above:
-        return None, []
+        return None, [], []
     best = max(above, key=lambda m: m.score)
     axes = best.profile.reward_model.axes
     chosen = [
@@ -156,11 +163,20 @@ def combine(
     total = sum(scores)
     if total <= 0:  # a threshold at or below zero let in nothing but non-positive scores
         scores, total = [1.0] * len(chosen), float(len(chosen))
-    weights = {
-        axis: sum(s * m.profile.weights[axis] for s, m in zip(scores, chosen, strict=True)) / total
-        for axis in axes
-    }
-    return weights, [m.profile.user_id for m in chosen]
+    weights: dict[str, float] = {}
+    conflicts: list[str] = []
+    for axis in axes:
+        pairs = [(s, m.profile.weights[axis]) for s, m in zip(scores, chosen, strict=True)]
+        up = [(s, w) for s, w in pairs if w > 0]
+        down = [(s, w) for s, w in pairs if w < 0]
+        if up and down:
+            conflicts.append(axis)
+            side = up if sum(s for s, _ in up) >= sum(s for s, _ in down) else down
+            side_total = sum(s for s, _ in side) or float(len(side))
+            weights[axis] = sum((s or 1.0) * w for s, w in side) / side_total
+        else:
+            weights[axis] = sum(s * w for s, w in pairs) / total
+    return weights, [m.profile.user_id for m in chosen], conflicts
 
 
 class EmbeddingIndex:

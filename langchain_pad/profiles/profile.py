@@ -1,9 +1,19 @@
-"""``PreferenceProfile``: one user's learned ``w_p``, and what it belongs to.
+"""``PreferenceProfile``: one user's preference strengths, and what they belong to.
 
-A profile is only meaningful next to the reward model whose axes its weights refer
-to, so it carries that model's id and axis list (:class:`RewardModelRef`) and is
-validated against them: unknown axes, a vector of the wrong length, NaN/inf or
-weights beyond :data:`MAX_ABS_WEIGHT` are refused with a message that says which.
+A profile's ``weights`` are strengths in pole units, one per axis in ``[-1, 1]``
+(``langchain_pad.calibration``: -1 / +1 are the axis's calibrated poles for the reward
+model, 0 no steering). A profile is only meaningful next to the reward model whose axes
+its weights refer to, so it carries that model's id and axis list
+(:class:`RewardModelRef`) and is validated against them: unknown axes, a vector of the
+wrong length, NaN/inf or strengths outside ``[-1, 1]`` are refused with a message that
+says which.
+
+**Profiles saved before pole units** held raw ``w_p`` (and no ``unit``). A store reading
+one passes the reward model's calibration as validation context (:func:`stored_context`),
+and the profile is converted on read: strengths from the calibrated pole magnitudes, the
+original raw values kept in ``migrated_raw_weights`` (nothing is lost; a raw value past
+its pole is clamped to it, and the original stays there). The next save writes the new
+form.
 """
 
 from __future__ import annotations
@@ -13,19 +23,33 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ANCHOR_PREFIX",
     "MAX_ABS_WEIGHT",
+    "MAX_STRENGTH",
     "PreferenceProfile",
     "ProfileVersion",
     "RewardModelRef",
+    "stored_context",
 ]
 
 MAX_ABS_WEIGHT = 20.0
-"""Largest ``|w_i|`` a profile may hold: the reward model's own bound (kept equal to
-``langchain_pad.reward_model.MAX_ABS_WEIGHT``; a test checks it) without importing torch."""
+"""Largest raw ``|w_i|`` (the research path, ``raw_weights=``): the reward model's own
+bound (kept equal to ``langchain_pad.reward_model.MAX_ABS_WEIGHT``; a test checks it)."""
+
+MAX_STRENGTH = 1.0
+"""Profiles hold strengths in ``[-1, 1]`` (``langchain_pad.calibration.MAX_STRENGTH``)."""
+
+Unit = Literal["pole"]
 
 ANCHOR_PREFIX = "anchor:"
 """User ids starting with this belong to the reward model's anchor profiles."""
@@ -63,13 +87,14 @@ class PreferenceProfile(BaseModel):
     profile = PreferenceProfile(
         user_id="ana@example.org",
         description="I'm a cardiologist; skip the basics.",
-        weights={"expertise": 1.5},  # missing axes are 0
+            weights={"expertise": 1.0},  # the expert pole; missing axes are 0
     )  # reward_model: the shipped PersRM's RewardModelRef
     rm = RewardModelRef(id="3f2a9c01d4e5b6a7", axes=("expertise", "informativeness", "style"))
-    other = PreferenceProfile(user_id="bo", weights={"style": 1.0}, reward_model=rm)
+    other = PreferenceProfile(user_id="bo", weights={"style": -0.5}, reward_model=rm)
     ```
 
-    ``weights`` also accepts a vector in the reward model's axis order. Without
+    ``weights`` are strengths in pole units (module docstring); they also accept a vector
+    in the reward model's axis order. Without
     ``reward_model`` the profile belongs to the PersRM shipped in the package, so a
     profile always says which reward model its weights are for. ``version`` is 0 until
     a store has saved the profile; each save makes a new version.
@@ -81,6 +106,11 @@ class PreferenceProfile(BaseModel):
     description: str = ""
     """The user's preference in their own words; what ``match`` compares against."""
     weights: dict[str, float]
+    """Strength per axis in ``[-1, 1]``: -1 / +1 the calibrated poles, 0 no steering."""
+    unit: Unit = "pole"
+    """What ``weights`` are measured in; profiles saved without it held raw ``w_p``."""
+    migrated_raw_weights: dict[str, float] | None = None
+    """The raw ``w_p`` a profile saved before pole units held (kept when converted)."""
     reward_model: RewardModelRef = Field(default_factory=lambda: _default_ref())
     """The reward model the weights are for; default: the shipped PersRM's."""
     kind: ProfileKind = "user"
@@ -121,12 +151,16 @@ class PreferenceProfile(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _weights_by_axis(cls, values: Any) -> Any:
-        """Accept a vector in the reward model's axis order; fill missing axes with 0."""
+    def _weights_by_axis(cls, values: Any, info: ValidationInfo) -> Any:
+        """Accept a vector in the reward model's axis order; fill missing axes with 0;
+        convert a stored profile from before pole units (module docstring)."""
         if not isinstance(values, dict):
             return values
         if "reward_model" not in values:
             values = {**values, "reward_model": _default_ref()}
+        context = info.context if isinstance(info.context, Mapping) else {}
+        if context.get("stored") and "unit" not in values and values.get("weights"):
+            values = _from_raw(values, context)
         weights, ref = values.get("weights"), values.get("reward_model")
         axes: Sequence[str] | None = None
         if isinstance(ref, RewardModelRef):
@@ -168,7 +202,41 @@ def _default_ref() -> RewardModelRef:
     return default_reward_model_ref()
 
 
-def normalize_weights(weights: Any, axes: list[str]) -> dict[str, float]:
+def stored_context(calibrations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validation context for profiles read back from storage: ``calibrations`` maps
+    reward-model ids to their :class:`~langchain_pad.calibration.PoleCalibration`, for
+    converting profiles saved before pole units (the shipped PersRM's is always known)."""
+    return {"stored": True, "calibrations": dict(calibrations or {})}
+
+
+def _from_raw(values: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    ref = values["reward_model"]
+    ref_id = ref.id if isinstance(ref, RewardModelRef) else dict(ref).get("id")
+    axes = list(ref.axes if isinstance(ref, RewardModelRef) else dict(ref).get("axes", []))
+    calibration = dict(context.get("calibrations") or {}).get(str(ref_id))
+    if calibration is None and ref_id == _default_ref().id:
+        from langchain_pad.calibration import load_calibration
+
+        calibration = load_calibration("default", axes)
+    if calibration is None:
+        raise ValueError(
+            f"profile {values.get('user_id')!r} was saved before pole units, with raw weights "
+            f"for reward model {ref_id}, whose calibration this store does not have: open the "
+            "store with reward_model=<that PersRM's directory> to convert it"
+        )
+    raw = normalize_weights(values["weights"], axes, limit=MAX_ABS_WEIGHT)
+    strengths, _clamped = calibration.to_strengths([raw[a] for a in axes])
+    return {
+        **values,
+        "weights": dict(zip(axes, strengths, strict=True)),
+        "unit": "pole",
+        "migrated_raw_weights": raw,
+    }
+
+
+def normalize_weights(
+    weights: Any, axes: list[str], *, limit: float = MAX_STRENGTH
+) -> dict[str, float]:
     """``{axis: float}`` over exactly ``axes``; say precisely what is wrong otherwise."""
     if isinstance(weights, Mapping):
         unknown = sorted(str(k) for k in weights if k not in axes)
@@ -193,10 +261,15 @@ def normalize_weights(weights: Any, axes: list[str]) -> dict[str, float]:
         number = float(value)
         if not math.isfinite(number):
             raise ValueError(f"weight for axis {axis!r} is {number}; weights must be finite")
-        if abs(number) > MAX_ABS_WEIGHT:
+        if abs(number) > limit:
             raise ValueError(
-                f"weight for axis {axis!r} is {number}, beyond +-{MAX_ABS_WEIGHT}: such weights "
-                "swamp the base model and make decoding degenerate"
+                f"weight for axis {axis!r} is {number}, outside [-{limit:g}, {limit:g}]: "
+                + (
+                    "weights are strengths in pole units (-1 and +1 are the axis's "
+                    "calibrated poles, 0 is no steering)"
+                    if limit == MAX_STRENGTH
+                    else "such weights swamp the base model and make decoding degenerate"
+                )
             )
         out[axis] = number
     return out

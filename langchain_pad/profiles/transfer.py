@@ -11,7 +11,12 @@ import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion, utcnow
+from langchain_pad.profiles.profile import (
+    PreferenceProfile,
+    ProfileVersion,
+    stored_context,
+    utcnow,
+)
 from langchain_pad.profiles.protocol import FeedbackRecord
 
 if TYPE_CHECKING:
@@ -45,10 +50,15 @@ def import_json(store: VersionedStore, data: Mapping[str, Any]) -> int:
             f"version {data.get('format_version')!r})"
         )
     store._require_writable()  # before embedding anything
-    profiles = [PreferenceProfile.model_validate(p) for p in data.get("profiles", [])]
+    # exports from before pole units hold raw weights: convert them with the store's
+    # calibration (a store without a reward model knows the shipped PersRM's)
+    context: dict[str, Any] = getattr(store, "stored_context", None) or stored_context()
+    profiles = [
+        PreferenceProfile.model_validate(p, context=context) for p in data.get("profiles", [])
+    ]
     history: dict[str, list[ProfileVersion]] = {}
     for item in data.get("history", []):
-        entry = ProfileVersion.model_validate(item)
+        entry = ProfileVersion.model_validate(item, context=context)
         history.setdefault(entry.user_id, []).append(entry)
     feedback: dict[str, list[FeedbackRecord]] = {}
     for item in data.get("feedback", []):

@@ -94,10 +94,13 @@ def tiny_loaded(tiny_model, byte_tokenizer):
 
 @pytest.fixture(scope="session")
 def tiny_persrm_dir(tiny_model, tmp_path_factory) -> str:
-    """A saved PersRM whose heads are perturbed, so that rewards are not all zero."""
-    from .test_reward_model import perturbed
+    """A saved PersRM whose heads are perturbed, so that rewards are not all zero; its
+    calibration maps every pole to raw weight 4 (strength 0.5 is raw 2)."""
+    from .test_reward_model import calibrate_uniform, perturbed
 
-    return str(perturbed(tiny_model, scale=0.5).save(tmp_path_factory.mktemp("persrm")))
+    rm = perturbed(tiny_model, scale=0.5)
+    directory = rm.save(tmp_path_factory.mktemp("persrm"))
+    return str(calibrate_uniform(directory))
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,16 @@ from langchain_pad.profiles.testing import ANCHORS, REWARD_MODEL, HashingEmbedde
 from langchain_pad.runtime import PADRuntime
 
 from .conftest import EOS_ID
-from .test_reward_model import perturbed
+from .test_reward_model import calibrate_uniform, perturbed
 
-ANA = {"expertise": 2.0, "informativeness": -1.0, "style": 0.5}
+ANA = {"expertise": 0.5, "informativeness": -0.25, "style": 0.125}
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(tiny_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("persrm")
     perturbed(tiny_model, scale=0.5).save(directory)
+    calibrate_uniform(directory)
     return str(directory)
 
 
@@ -81,7 +82,7 @@ def test_user_id_per_call_uses_the_stored_profile(llm):
         "version": 1,
         "reward_model_id": reward_model_ref(llm.reward_model).id,
     }
-    assert answer.response_metadata["pad_weights"] == ANA
+    assert answer.response_metadata["pad_strengths"] == ANA
     assert answer.content == llm.invoke("hi", weights=ANA).content
 
 
@@ -113,11 +114,11 @@ def test_a_call_parameter_beats_configurable(llm, store, ref):
 
 
 def test_a_call_parameter_beats_the_instance_weights(llm):
-    weighted = llm.model_copy(update={"weights": {"style": -3.0}})
+    weighted = llm.model_copy(update={"weights": {"style": -0.75}})
     answer = weighted.invoke("hi", user_id="ana")
     assert profile_of(answer)["source"] == "user_id"
-    assert answer.response_metadata["pad_weights"] == ANA
-    assert weighted.invoke("hi").response_metadata["pad_weights"]["style"] == -3.0
+    assert answer.response_metadata["pad_strengths"] == ANA
+    assert weighted.invoke("hi").response_metadata["pad_strengths"]["style"] == -0.75
 
 
 def test_a_profile_of_another_reward_model_is_refused(llm, store):
@@ -130,7 +131,7 @@ def test_profile_version_follows_the_store(llm, store, ref):
     store.put(PreferenceProfile(user_id="ana", weights={"style": -1.0}, reward_model=ref))
     answer = llm.invoke("hi", user_id="ana")
     assert profile_of(answer)["version"] == 2
-    assert answer.response_metadata["pad_weights"]["style"] == -1.0
+    assert answer.response_metadata["pad_strengths"]["style"] == -1.0
 
 
 def test_preference_text_is_matched_in_the_store(llm):
@@ -156,15 +157,32 @@ def test_unmatched_preference_means_no_personalization(llm):
 def test_resolution_order(store, ref):
     resolver = PreferenceResolver(store)
 
+    from langchain_pad.calibration import PoleCalibration
+
+    calibration = PoleCalibration(ref.axes, (2.0, 2.0, 2.0), (4.0, 4.0, 4.0))
+
     def resolve(**query):
-        return resolver.resolve(PreferenceQuery(**query), axes=ref.axes, reward_model_id=ref.id)
+        return resolver.resolve(
+            PreferenceQuery(**query),
+            axes=ref.axes,
+            reward_model_id=ref.id,
+            calibration=calibration,
+        )
 
     assert resolve().weights is None and resolve().metadata is None
     explicit = resolve(weights={"style": 1.0}, user_id="ana")
-    assert explicit.weights == (0.0, 0.0, 1.0) and explicit.metadata == {"source": "weights"}
+    assert explicit.strengths == (0.0, 0.0, 1.0) and explicit.metadata == {"source": "weights"}
+    assert explicit.weights == (0.0, 0.0, 4.0)  # the high pole's raw weight
+    low = resolve(weights={"style": -0.5})
+    assert low.weights == (0.0, 0.0, -1.0)  # half the low pole's
+    raw = resolve(raw_weights={"style": 7.0}, weights={"style": 1.0})
+    assert raw.weights == (0.0, 0.0, 7.0) and raw.strengths is None
+    assert raw.source == "raw_weights"
     profile = resolve(user_id="ana", preference="plain words please")
-    assert profile.weights == tuple(ANA.values()) and profile.source == "user_id"
+    assert profile.strengths == tuple(ANA.values()) and profile.source == "user_id"
     assert resolve(preference="plain words please").source == "preference"
+    with pytest.raises(ValueError, match=r"must be a strength in \[-1, 1\], got 2"):
+        resolve(weights={"style": 2})
     # per call beats per instance, whatever the instance named
     call, instance = PreferenceQuery(user_id="ana"), PreferenceQuery(weights={"style": 1.0})
     assert call.over(instance) is call and PreferenceQuery().over(instance) is instance
@@ -216,7 +234,7 @@ def test_async_and_default_user(llm):
 
 
 def test_each_input_of_a_batch_reads_its_own_configurable(llm, store, ref):
-    store.put(PreferenceProfile(user_id="ben", weights={"expertise": -2.0}, reward_model=ref))
+    store.put(PreferenceProfile(user_id="ben", weights={"expertise": -0.5}, reward_model=ref))
     chain = RunnableLambda(lambda text: text) | llm
     configs = [{"configurable": {"user_id": "ana"}}, {"configurable": {"user_id": "ben"}}]
     answers = chain.batch(["hi", "hi"], configs)

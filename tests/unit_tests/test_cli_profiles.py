@@ -40,21 +40,21 @@ def test_add_list_show_history(run, persrm):
         "--description",
         "warm kind tone",
         "--weight",
-        "style=1.5",
+        "style=0.75",
         "--reward-model",
         persrm,
     )
-    assert code == 0 and "Zoë  v1" in out and "style=+1.50" in out
+    assert code == 0 and "Zoë  v1" in out and "style=+0.75" in out
     code, _, err = run("add", "Zoë", "--weight", "style=1", "--reward-model", persrm)
     assert code == 2 and "--update" in err
-    assert run("add", "Zoë", "--weight", "style=2", "--reward-model", persrm, "--update")[0] == 0
+    assert run("add", "Zoë", "--weight", "style=1", "--reward-model", persrm, "--update")[0] == 0
     code, out, _ = run("list", "--kind", "user")
     assert "Zoë  v2" in out and "(1 of 1 profiles" in out
     # a store at any path holds the anchors of its reward model (here: the shipped one)
     assert "anchor:informativeness:thorough" in run("list")[1]
     code, out, _ = run("show", "Zoë")
     shown = json.loads(out)
-    assert shown["weights"]["style"] == 2.0 and shown["description"] == "warm kind tone"
+    assert shown["weights"]["style"] == 1.0 and shown["description"] == "warm kind tone"
     code, out, _ = run("history", "Zoë")
     assert out.count("put") == 2 and "v1" in out and "v2" in out
 

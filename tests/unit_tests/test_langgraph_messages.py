@@ -16,7 +16,7 @@ WEIGHTS = [2.0, 0.0, -1.0]
 
 def graph_with(llm):
     def answer(state: MessagesState) -> dict:
-        return {"messages": [llm.invoke(state["messages"], weights=WEIGHTS)]}
+        return {"messages": [llm.invoke(state["messages"], raw_weights=WEIGHTS)]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("answer", answer)

@@ -120,3 +120,49 @@ def test_bad_guidance_values_are_refused():
         PADGuidance((float("inf"), 0, 0))
     with pytest.raises(ValueError, match="beta"):
         PADGuidance((1, 0, 0), beta=0)
+
+
+# ---------------------------------------------------------------------- the guard
+
+
+def floor_req(prompt: bytes, weights, plausibility: float, **params) -> GenerationRequest:
+    guidance = PADGuidance(tuple(weights), plausibility=plausibility)
+    return GenerationRequest(tuple(prompt), SamplingParams(16, **params), guidance)
+
+
+def test_the_plausibility_floor_keeps_zero_steering_plain(tiny_engine, guide):
+    for prompt in PROMPTS:
+        plain = tiny_engine.generate([req(prompt)])[0]
+        floored = tiny_engine.generate([floor_req(prompt, (0, 0, 0), 0.5)], guide)[0]
+        assert floored.token_ids == plain.token_ids
+
+
+def test_the_plausibility_floor_bounds_what_a_reward_can_lift(tiny_engine, tiny_model, guide):
+    """Every token a floored row picks has at least that share of the best candidate's
+    base probability, however strong the steering; without a floor, strong steering
+    picks tokens far below it."""
+    import torch
+
+    def worst_share(prompt: bytes, tokens: list[int]) -> float:
+        ids = torch.tensor([[*prompt, *tokens]])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(tiny_model(input_ids=ids).logits[0].float(), dim=-1)
+        steps = logprobs[len(prompt) - 1 : -1]
+        picked = steps.gather(1, torch.tensor(tokens).view(-1, 1)).squeeze(1)
+        return float(torch.exp(picked - steps.max(dim=1).values).min())
+
+    free = tiny_engine.generate([floor_req(PROMPTS[0], (8, 0, 0), 0.0)], guide)[0]
+    bound = tiny_engine.generate([floor_req(PROMPTS[0], (8, 0, 0), 0.9)], guide)[0]
+    assert worst_share(PROMPTS[0], free.token_ids) < 0.9
+    assert worst_share(PROMPTS[0], bound.token_ids) >= 0.9 - 1e-4
+    # each row keeps its own floor inside one batch
+    both = tiny_engine.generate(
+        [floor_req(PROMPTS[0], (8, 0, 0), 0.0), floor_req(PROMPTS[0], (8, 0, 0), 0.9)], guide
+    )
+    assert [o.token_ids for o in both] == [free.token_ids, bound.token_ids]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2, float("nan"), "0.1", True])
+def test_a_bad_plausibility_names_the_range(bad):
+    with pytest.raises(ValueError, match=r"plausibility must be a number in \[0, 1\)"):
+        PADGuidance((0.0, 0.0, 0.0), plausibility=bad)

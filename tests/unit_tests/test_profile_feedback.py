@@ -54,7 +54,13 @@ def test_eight_feedback_pairs_recover_a_hidden_preference(tiny_model, byte_token
     direct = fit_preference_weights(
         rm, [PreferencePair(*p) for p in pairs], tokenizer=byte_tokenizer, l2=0.01
     )
-    assert torch.allclose(torch.tensor(final.vector), torch.tensor(direct.vector), atol=0.05)
+    # (stored as strengths: the fit's tanh(beta * w * mean|D| / 2), see profiles.feedback)
+    from langchain_pad.training.stage2 import pair_feature_differences
+
+    differences = pair_feature_differences(rm, [PreferencePair(*p) for p in pairs], byte_tokenizer)
+    spread = torch.as_tensor(differences).abs().mean(dim=0)
+    expected = torch.tanh(rm.beta * torch.tensor(direct.vector) * spread / 2)
+    assert torch.allclose(torch.tensor(final.vector), expected.float(), atol=0.05)
     # each pair's features were computed once; refits reuse the stored ones
     assert learner.feature_calls == 8
     history = store.history("ana")
@@ -69,7 +75,7 @@ def test_a_warm_started_refit_reaches_the_same_optimum(tiny_model, byte_tokenize
     rm = perturbed(tiny_model, scale=0.5)
     learner = Stage2Learner(rm, byte_tokenizer, l2=1e3)
     store = InMemoryProfileStore(embedder=HashingEmbedder())
-    stored = store.put(user("x", expertise=3.0))
+    stored = store.put(user("x", expertise=0.75))
     profile = stored.model_copy(update={"reward_model": learner.reward_model})
     record = FeedbackRecord(
         user_id="x",
@@ -96,17 +102,14 @@ def test_learner_takes_the_saved_reward_model_id(tiny_model, byte_tokenizer, tmp
     assert list(learner.reward_model.axes) == AXES
 
 
-STEERING = {"expertise": (4.0, 6.0), "informativeness": (4.0, 4.0), "style": (2.0, 8.0)}
-
-
-def test_steering_maps_the_fit_onto_the_anchor_scale(tiny_model, byte_tokenizer):
+def test_the_fit_is_stored_as_strengths_in_pole_units(tiny_model, byte_tokenizer):
     import math
 
     from langchain_pad.profiles.store import FeedbackRecord
 
     rm = perturbed(tiny_model, scale=0.5)
     raw = Stage2Learner(rm, byte_tokenizer, l2=0.1, steering=None)
-    steered = Stage2Learner(rm, byte_tokenizer, l2=0.1, steering=STEERING)
+    steered = Stage2Learner(rm, byte_tokenizer, l2=0.1)
     profile = user("x").model_copy(update={"reward_model": raw.reward_model})
     records = [
         FeedbackRecord(
@@ -119,56 +122,37 @@ def test_steering_maps_the_fit_onto_the_anchor_scale(tiny_model, byte_tokenizer)
         )
         for i, f in enumerate([[60.0, -40.0, 5.0], [80.0, -20.0, -5.0], [40.0, -60.0, 0.0]])
     ]
-    fit = raw.refit(profile, records)
+    fit = Stage2Learner(rm, byte_tokenizer, l2=0.1, steering=None)
     w = steered.refit(profile, records)
-    # consistent pairs: near the anchors' strength, never past it, signs of the fit
-    assert 0.9 * 6.0 < w["expertise"] <= 6.0
-    assert -4.0 <= w["informativeness"] < -0.9 * 4.0
-    assert abs(w["style"]) < 0.5 * 2.0  # the pairs disagree on style: stays small
-    for axis, (low, high) in STEERING.items():
-        spread = sum(abs(r.features[AXES.index(axis)]) for r in records) / len(records)
-        share = math.tanh(rm.beta * fit[axis] * spread / 2)
-        assert math.isclose(w[axis], share * (high if share > 0 else low), rel_tol=1e-4)
-    # a warm start from the steered weights reaches the same optimum
+    # consistent pairs: near the pole, never past it, signs of the fit
+    assert 0.9 < w["expertise"] <= 1.0
+    assert -1.0 <= w["informativeness"] < -0.9
+    assert abs(w["style"]) < 0.5  # the pairs disagree on style: stays small
+    # the share of the pole is the fit's tanh(beta * w * mean|D| / 2)
+    import torch
+
+    from langchain_pad.training.stage2 import fit_weights_from_features
+
+    differences = torch.tensor([r.features for r in records])
+    raw_fit, _ = fit_weights_from_features(differences, beta=rm.beta, l2=0.1, init=[0.0] * 3)
+    for i, axis in enumerate(AXES):
+        spread = float(differences[:, i].abs().mean())
+        share = math.tanh(rm.beta * float(raw_fit[i]) * spread / 2)
+        assert math.isclose(w[axis], share, rel_tol=1e-3, abs_tol=1e-4)
+    # a warm start from the stored strengths reaches the same optimum
     again = steered.refit(profile.model_copy(update={"weights": w}), records)
     assert all(math.isclose(again[a], w[a], rel_tol=1e-3, abs_tol=1e-4) for a in AXES)
-
-
-def test_steering_from_the_saved_anchors(tiny_model, byte_tokenizer, tmp_path):
-    import json
-
-    rm = perturbed(tiny_model)
-    rm.save(tmp_path)
-    # no anchors.json: the raw fit
-    assert Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path).steering is None
-    anchors = [
-        {"name": f"{axis}:{pole}", "description": f"{pole} {axis}", "weights": weights}
-        for axis in AXES
-        for pole, sign in (("low", -1), ("high", 1))
-        for weights in [
-            {a: (sign * (3.0 if sign < 0 else 5.0) if a == axis else 0.0) for a in AXES}
-        ]
-    ]
-    (tmp_path / "anchors.json").write_text(
-        json.dumps({"format_version": 1, "axes": AXES, "anchors": anchors})
-    )
-    learner = Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path)
-    assert learner.steering == dict.fromkeys(AXES, (3.0, 5.0))
-    assert (
-        Stage2Learner(rm, byte_tokenizer, reward_model_dir=tmp_path, steering=None).steering is None
-    )
+    # steering=None keeps the raw fit, clamped into the strength range
+    assert all(-1.0 <= v <= 1.0 for v in fit.refit(profile, records).values())
 
 
 def test_bad_steering_is_refused(tiny_model, byte_tokenizer):
     import pytest
 
     rm = perturbed(tiny_model)
-    with pytest.raises(ValueError, match="steering must be 'anchors'"):
+    with pytest.raises(ValueError, match="steering must be 'poles' or None"):
         Stage2Learner(rm, byte_tokenizer, steering="strong")
-    with pytest.raises(ValueError, match="no scale for axis 'style'"):
-        Stage2Learner(rm, byte_tokenizer, steering={"expertise": (1, 1), "informativeness": (1, 1)})
-    with pytest.raises(ValueError, match="two finite magnitudes > 0"):
-        Stage2Learner(rm, byte_tokenizer, steering={**STEERING, "style": (0.0, 1.0)})
+    assert Stage2Learner(rm, byte_tokenizer, steering="anchors").steering == "poles"  # old name
 
 
 def test_contrast_weights_push_one_axis_to_each_pole():
@@ -176,9 +160,9 @@ def test_contrast_weights_push_one_axis_to_each_pole():
 
     from langchain_pad.profiles import contrast_weights
 
-    low, high = contrast_weights({"expertise": 1.5, "informativeness": -2.0}, "expertise", 4.0)
-    assert low == {"expertise": -4.0, "informativeness": -2.0}
-    assert high == {"expertise": 4.0, "informativeness": -2.0}
+    low, high = contrast_weights({"expertise": 0.5, "informativeness": -0.5}, "expertise", 1.0)
+    assert low == {"expertise": -1.0, "informativeness": -0.5}
+    assert high == {"expertise": 1.0, "informativeness": -0.5}
     with pytest.raises(ValueError, match="unknown axis 'style'"):
         contrast_weights({"expertise": 0.0}, "style", 4.0)
     with pytest.raises(ValueError, match="magnitude must be a finite number > 0"):

@@ -129,52 +129,63 @@ def test_score_defaults_to_the_similarity():
     assert match("ana", 0.5).score == 0.5
 
 
+def test_opposite_poles_never_cancel_to_a_silent_zero():
+    # opposite poles 0.03 apart in cosine: a mean would cancel them to about zero; the
+    # side with the larger score is taken instead, and the axis is named as a conflict
+    simple = match("anchor:simple", 0.60, expertise=-1.0)
+    expert = match("anchor:expert", 0.57, expertise=1.0)
+    weights, used, conflicts = combine([simple, expert], threshold=0.35, margin=DEFAULT_MARGIN)
+    assert used == ["anchor:simple", "anchor:expert"]
+    assert weights["expertise"] == -1.0 and conflicts == ["expertise"]
+    # an axis where they agree is still averaged
+    a = match("ana", 0.60, expertise=-1.0, informativeness=0.5)
+    b = match("bo", 0.58, expertise=0.4, informativeness=1.0)
+    weights, _, conflicts = combine([a, b], threshold=0.35, margin=DEFAULT_MARGIN)
+    assert conflicts == ["expertise"] and weights["expertise"] == -1.0
+    assert weights["informativeness"] == pytest.approx((0.6 * 0.5 + 0.58 * 1.0) / 1.18)
+
+
 def test_ranked_anchors_are_weighted_by_score_not_averaged():
-    # opposite poles 0.03 apart in cosine: cosine alone averages them to about zero
-    simple = match("anchor:simple", 0.60, expertise=-2.0)
-    expert = match("anchor:expert", 0.57, expertise=2.0)
-    weights, used = combine([simple, expert], threshold=0.35, margin=DEFAULT_MARGIN)
-    assert used == ["anchor:simple", "anchor:expert"] and abs(weights["expertise"]) < 0.1
     # the ranker is sure it is the expert pole: scores 0.6 * 0.9 and 0.6 * 0.1
-    simple = match("anchor:simple", 0.60, 0.1, score=0.06, expertise=-2.0)
-    expert = match("anchor:expert", 0.57, 0.9, score=0.54, expertise=2.0)
-    weights, used = combine([simple, expert], threshold=0.35, margin=0.1, anchor_similarity=0.6)
-    assert used == ["anchor:expert"] and weights["expertise"] == 2.0
+    simple = match("anchor:simple", 0.60, 0.1, score=0.06, expertise=-1.0)
+    expert = match("anchor:expert", 0.57, 0.9, score=0.54, expertise=1.0)
+    weights, used, _ = combine([simple, expert], threshold=0.35, margin=0.1, anchor_similarity=0.6)
+    assert used == ["anchor:expert"] and weights["expertise"] == 1.0
 
 
 def test_ranked_anchors_pass_the_threshold_together_on_the_best_anchor_cosine():
     # the ranker's pick is below the threshold itself; the anchors' best cosine is above
-    pick = match("anchor:expert", 0.30, 0.8, score=0.32, expertise=2.0)
-    other = match("anchor:simple", 0.40, 0.2, score=0.08, expertise=-2.0)
+    pick = match("anchor:expert", 0.30, 0.8, score=0.32, expertise=1.0)
+    other = match("anchor:simple", 0.40, 0.2, score=0.08, expertise=-1.0)
     lost = match("bob", 0.34, score=0.34, style=1.0)  # a user below the threshold
     ordered = rank_matches([other, lost, pick], threshold=0.35, anchor_similarity=0.40)
     assert [m.profile.user_id for m in ordered] == ["anchor:expert", "anchor:simple", "bob"]
-    weights, used = combine(ordered, threshold=0.35, margin=0.1, anchor_similarity=0.40)
-    assert used == ["anchor:expert"] and weights["expertise"] == 2.0
-    assert combine(ordered, threshold=0.45, margin=0.1, anchor_similarity=0.40) == (None, [])
+    weights, used, _ = combine(ordered, threshold=0.35, margin=0.1, anchor_similarity=0.40)
+    assert used == ["anchor:expert"] and weights["expertise"] == 1.0
+    assert combine(ordered, threshold=0.45, margin=0.1, anchor_similarity=0.40) == (None, [], [])
 
 
 def test_users_and_anchors_compete_on_score():
-    near_user = match("ana", 0.58, informativeness=-1.0)
-    pole = match("anchor:short", 0.60, 0.95, score=0.57, informativeness=-2.0)
-    weights, used = combine(
+    near_user = match("ana", 0.58, informativeness=-0.5)
+    pole = match("anchor:short", 0.60, 0.95, score=0.57, informativeness=-1.0)
+    weights, used, _ = combine(
         rank_matches([pole, near_user], threshold=0.35, anchor_similarity=0.6),
         threshold=0.35,
         margin=0.1,
         anchor_similarity=0.6,
     )
     assert used == ["ana", "anchor:short"]
-    assert weights["informativeness"] == pytest.approx((0.58 * -1 + 0.57 * -2) / (0.58 + 0.57))
+    assert weights["informativeness"] == pytest.approx((0.58 * -0.5 + 0.57 * -1) / (0.58 + 0.57))
 
 
 # ---------------------------------------------------------------------- the store
 
 POLES = [
     anchor(
-        "expertise:elementary", "explain simply for a child", ["plain words please"], expertise=-2
+        "expertise:elementary", "explain simply for a child", ["plain words please"], expertise=-1
     ),
-    anchor("expertise:expert", "technical depth for a specialist", ["jargon is fine"], expertise=2),
-    anchor("informativeness:concise", "short brief answers", ["keep it short"], informativeness=-2),
+    anchor("expertise:expert", "technical depth for a specialist", ["jargon is fine"], expertise=1),
+    anchor("informativeness:concise", "short brief answers", ["keep it short"], informativeness=-1),
 ]
 
 
@@ -238,10 +249,10 @@ def test_the_ranker_follows_the_anchors():
     assert first is not None and len(first.anchors) == 3
     store.put(user("ana", "warm friendly tone"))  # users do not touch it
     assert store.anchor_ranker() is first
-    reweighted = POLES[2].model_copy(update={"weights": {"informativeness": -1.5}})
+    reweighted = POLES[2].model_copy(update={"weights": {"informativeness": -0.75}})
     assert store.seed_anchors([reweighted]) == 1  # a new version, same texts
     assert store.anchor_ranker() is first
-    assert store.match("keep it short").weights["informativeness"] == pytest.approx(-1.5)
+    assert store.match("keep it short").weights["informativeness"] == pytest.approx(-0.75)
     reworded = POLES[2].model_copy(update={"aliases": ["keep it short", "tl;dr"]})
     store.seed_anchors([reworded])
     second = store.anchor_ranker()

@@ -35,17 +35,17 @@ def test_weights_by_name_or_vector_missing_axes_are_zero():
         "informativeness": 0,
         "style": 1,
     }
-    assert make(weights=[1, 2, 3]).vector == (1.0, 2.0, 3.0)
+    assert make(weights=[1, -0.5, 0.25]).vector == (1.0, -0.5, 0.25)
 
 
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
         ({"humour": 1.0}, r"unknown preference axes \['humour'\]"),
-        ([1.0, 2.0], "got 2 weights but the reward model has 3 axes"),
+        ([1.0, 0.5], "got 2 weights but the reward model has 3 axes"),
         ({"style": math.nan}, "weight for axis 'style' is nan; weights must be finite"),
         ({"style": math.inf}, "must be finite"),
-        ({"style": 1e6}, f"beyond \\+-{MAX_ABS_WEIGHT}"),
+        ({"style": 1.5}, r"outside \[-1, 1\]: weights are strengths in pole units"),
         ({"style": "warm"}, "must be a number"),
         ("warm", "must be a dict by axis name or a list"),
     ],
@@ -99,9 +99,9 @@ ANCHORS_JSON = {
             "name": "expertise:elementary",
             "description": "Explain things simply, so a child could understand.",
             "aliases": ["No jargon, please."],
-            "weights": {"expertise": -2.0},
+            "weights": {"expertise": -1.0},
         },
-        {"name": "style:warm", "description": "Be warm and kind.", "weights": {"style": 2.0}},
+        {"name": "style:warm", "description": "Be warm and kind.", "weights": {"style": 1.0}},
     ],
 }
 
@@ -145,7 +145,7 @@ def test_anchor_profiles_from_a_persrm_directory(tmp_path):
         (lambda d: d["anchors"][0]["weights"].update(humour=1.0), "unknown axes"),
         (lambda d: d["anchors"].append(dict(d["anchors"][0])), "unique"),
         (lambda d: d["anchors"][0]["weights"].update(expertise=99.0), "within"),
-        (lambda d: d.update(format_version=2), "format_version"),
+        (lambda d: d.update(format_version=3), "format_version"),
     ],
 )
 def test_bad_anchor_files_are_refused(tmp_path, change, message):

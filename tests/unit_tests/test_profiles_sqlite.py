@@ -68,7 +68,7 @@ def test_four_processes_writing_feedback_lose_nothing(tmp_path):
     prompts = {f.prompt for f in store.feedback("shared user")}
     assert prompts == {f"p{n}-{i}" for n in range(4) for i in range(200)}
     assert [h.version for h in store.history("shared user")] == list(range(1, 801))
-    assert profile.weights["expertise"] == 8.0  # the last refit saw all 800 pairs
+    assert profile.weights["expertise"] == 0.8  # the last refit saw all 800 pairs
     committed = [line for out in outputs for line in out.splitlines() if "committed" in line]
     assert sorted(int(line.split()[1]) for line in committed) == list(range(1, 801))
     assert store.check_integrity() == []

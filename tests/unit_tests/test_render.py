@@ -189,7 +189,7 @@ def test_html_coloured_by_one_preference_explains_with_that_preference():
 def test_html_from_messages_of_the_chat_model(tiny_chat_model):
     llm = tiny_chat_model(max_tokens=6)
     base = llm.invoke("hi", weights=[0.0, 0.0, 0.0])
-    pad = llm.invoke("hi", weights=[3.0, 0.0, -1.0])
+    pad = llm.invoke("hi", raw_weights=[3.0, 0.0, -1.0])
     page = render_html(base, pad, weights={"expertise": 3.0, "style": -1.0})
     data = embedded_json(page)
     assert [len(t["tokens"]) for t in data["traces"]] == [6, 6]

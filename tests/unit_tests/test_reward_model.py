@@ -16,6 +16,14 @@ from langchain_pad.reward_model import (
 AXES = ["expertise", "informativeness", "style"]
 
 
+def calibrate_uniform(directory, magnitude: float = 4.0):
+    """Give a saved test PersRM a calibration: every pole at raw ``magnitude``."""
+    from langchain_pad.calibration import PoleCalibration, write_calibration
+
+    write_calibration(directory, PoleCalibration.uniform(AXES, magnitude))
+    return directory
+
+
 def perturbed(model, scale: float = 0.3, seed: int = 0) -> PersonalizedRewardModel:
     rm = PersonalizedRewardModel(model, AXES, beta=1.0, adapted_layers=1)
     generator = torch.Generator().manual_seed(seed)

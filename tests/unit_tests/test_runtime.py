@@ -11,7 +11,7 @@ from langchain_pad.engine import GenerationRequest, SamplingParams
 from langchain_pad.engine.pad import PADGuidance, PADGuide
 from langchain_pad.runtime import PADRuntime
 
-from .test_reward_model import perturbed
+from .test_reward_model import calibrate_uniform, perturbed
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def two_reward_models(tiny_model, tmp_path_factory):
     first = perturbed(tiny_model, scale=0.5, seed=1)
     second = perturbed(tiny_model, scale=0.5, seed=2)
     return (
-        str(first.save(tmp_path_factory.mktemp("rm-a"))),
-        str(second.save(tmp_path_factory.mktemp("rm-b"))),
+        str(calibrate_uniform(first.save(tmp_path_factory.mktemp("rm-a")))),
+        str(calibrate_uniform(second.save(tmp_path_factory.mktemp("rm-b")))),
     )
 
 
@@ -73,8 +73,8 @@ def test_models_of_one_runtime_share_its_thread_and_waves(runtime, two_reward_mo
         results: list[object] = [None] * 4
         calls = [
             lambda: plain.invoke("hello"),
-            lambda: first.invoke("hello", weights={"expertise": 3.0}),
-            lambda: second.invoke("hello", weights={"expertise": 3.0}),
+            lambda: first.invoke("hello", weights={"expertise": 0.75}),
+            lambda: second.invoke("hello", weights={"expertise": 0.75}),
             lambda: plain.invoke("bye"),
         ]
 
@@ -96,7 +96,7 @@ def test_models_of_one_runtime_share_its_thread_and_waves(runtime, two_reward_mo
 
 def test_batch_with_weights_is_one_wave(runtime, tiny_persrm_dir):
     llm = PADChatModel(runtime=runtime, max_tokens=6, reward_model=tiny_persrm_dir)
-    answers = llm.batch([f"prompt {i}" for i in range(8)], weights={"expertise": 2.0})
+    answers = llm.batch([f"prompt {i}" for i in range(8)], weights={"expertise": 0.5})
     assert runtime.scheduler.wave_sizes[-1] == 8
     assert all("pad_summary" in a.response_metadata for a in answers)
 

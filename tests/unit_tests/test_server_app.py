@@ -18,15 +18,16 @@ from langchain_pad.profiles.testing import ANCHORS, HashingEmbedder
 from langchain_pad.runtime import PADRuntime
 
 from .conftest import EOS_ID
-from .test_reward_model import perturbed
+from .test_reward_model import calibrate_uniform, perturbed
 
-ANA = {"expertise": 2.0, "informativeness": -1.0, "style": 0.5}
+ANA = {"expertise": 0.5, "informativeness": -0.25, "style": 0.125}
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(tiny_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("persrm")
     perturbed(tiny_model, scale=0.5).save(directory)
+    calibrate_uniform(directory)
     return str(directory)
 
 
@@ -113,7 +114,7 @@ def test_rewards_and_profiles(client):
     )
     per_token = [c["pad"] for c in streamed[1:-1]]
     assert sum(len(p["token_ids"]) for p in per_token) == steered["usage"]["completion_tokens"]
-    assert streamed[-1]["pad"]["weights"] == ANA
+    assert streamed[-1]["pad"]["strengths"] == ANA
 
 
 @pytest.mark.parametrize(

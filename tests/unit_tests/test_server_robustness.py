@@ -26,11 +26,11 @@ from langchain_pad.profiles.testing import ANCHORS, HashingEmbedder
 from langchain_pad.runtime import PADRuntime
 
 from .conftest import EOS_ID
-from .test_reward_model import perturbed
+from .test_reward_model import calibrate_uniform, perturbed
 
 ANA = "ana-7f3e"
 """A user id no response of a multi-user server may contain."""
-ANA_WEIGHTS = {"expertise": 2.5, "informativeness": -1.25, "style": 0.75}
+ANA_WEIGHTS = {"expertise": 0.625, "informativeness": -0.3125, "style": 0.1875}
 ANA_TEXT = "technical depth for a physicist with no small talk"
 BOB = "bob-91c2"
 """A stored profile learned for another reward model: unusable here."""
@@ -42,6 +42,7 @@ CAROL = "carol-55d0"
 def reward_model_dir(tiny_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("persrm")
     perturbed(tiny_model, scale=0.5).save(directory)
+    calibrate_uniform(directory)
     return str(directory)
 
 
@@ -196,7 +197,7 @@ def test_single_tenant_shows_everything(make_client):
     assert ANA in [m["user_id"] for m in matched["pad"]["profile"]["matches"]]
     by_user = post(client, body(max_tokens=2, user=ANA)).json()
     assert by_user["pad"]["profile"]["user_id"] == ANA
-    assert by_user["pad"]["weights"] == ANA_WEIGHTS
+    assert by_user["pad"]["strengths"] == ANA_WEIGHTS
     assert post(client, body(pad={"user_id": "nobody"})).status_code == 404
     # profiles it cannot use are named errors (the multi-user server hides both)
     assert BOB in post(client, body(user=BOB)).json()["error"]["message"]
@@ -253,7 +254,7 @@ def test_multi_user_refuses_per_token_rewards_for_a_named_user(make_client):
         refused = post(client, body(pad={"user_id": who, "return_rewards": True}))
         assert_400(refused, "return_rewards", param="pad.return_rewards")
     own = post(client, body(max_tokens=2, pad={"weights": ANA_WEIGHTS, "return_rewards": True}))
-    assert own.status_code == 200 and own.json()["pad"]["weights"] == ANA_WEIGHTS
+    assert own.status_code == 200 and own.json()["pad"]["strengths"] == ANA_WEIGHTS
 
 
 def test_multi_user_refuses_unknown_user_error():

@@ -42,7 +42,8 @@ PAD_KEYS = {
 
 @pytest.fixture
 def llm(tiny_chat_model):
-    return tiny_chat_model(max_tokens=10)
+    # the guard off: these tests compare the chat model's rewards with the bare engine's
+    return tiny_chat_model(max_tokens=10, repetition_penalty=1.0, plausibility=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def assert_matches_engine(trace: RunTrace, engine_rewards, prompt: str, weights)
 
 
 def test_every_chunk_carries_exactly_its_tokens_pad_data(llm):
-    chunks = list(llm.stream("hi", weights=WEIGHTS))
+    chunks = list(llm.stream("hi", raw_weights=WEIGHTS))
     assert len(chunks) == 10
     for chunk in chunks:
         pad = chunk.response_metadata["pad"]
@@ -87,8 +88,8 @@ def test_every_chunk_carries_exactly_its_tokens_pad_data(llm):
 
 
 def test_merged_chunks_equal_the_invoked_message(llm):
-    invoked = llm.invoke("hi", weights=WEIGHTS)
-    chunks = list(llm.stream("hi", weights=WEIGHTS))
+    invoked = llm.invoke("hi", raw_weights=WEIGHTS)
+    chunks = list(llm.stream("hi", raw_weights=WEIGHTS))
     merged = chunks[0]
     for chunk in chunks[1:]:
         merged = merged + chunk
@@ -100,7 +101,7 @@ def test_merged_chunks_equal_the_invoked_message(llm):
 
 
 def test_summary_on_the_last_chunk_matches_the_tokens(llm):
-    message = llm.invoke("hi", weights=WEIGHTS)
+    message = llm.invoke("hi", raw_weights=WEIGHTS)
     trace = RunTrace.from_message(message)
     summary = message.response_metadata["pad_summary"]
     recomputed = summarize(trace.tokens, trace.axes, trace.weights, trace.beta)
@@ -113,7 +114,7 @@ def test_summary_on_the_last_chunk_matches_the_tokens(llm):
 
 
 def test_token_texts_join_into_the_answer(llm):
-    message = llm.invoke("hi", weights=WEIGHTS, stop=["\x00"])
+    message = llm.invoke("hi", raw_weights=WEIGHTS, stop=["\x00"])
     trace = RunTrace.from_message(message)
     assert trace.text.startswith(message.content)
     for token in trace.tokens:
@@ -143,20 +144,20 @@ class MessageReader(BaseCallbackHandler):
 
 
 async def test_callbacks_reading_only_the_message_see_every_token(llm):
-    expected = llm.invoke("hi", weights=WEIGHTS).response_metadata["pad"]["reward"]
+    expected = llm.invoke("hi", raw_weights=WEIGHTS).response_metadata["pad"]["reward"]
     assert len(expected) == 10
     reader = MessageReader()
-    llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [reader]})
+    llm.invoke("hi", raw_weights=WEIGHTS, config={"callbacks": [reader]})
     assert reader.rewards == expected
     reader = MessageReader()
-    await llm.ainvoke("hi", weights=WEIGHTS, config={"callbacks": [reader]})
+    await llm.ainvoke("hi", raw_weights=WEIGHTS, config={"callbacks": [reader]})
     assert reader.rewards == expected
     reader = MessageReader()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         await (
             await llm.astream_events(
-                "hi", version="v3", config={"callbacks": [reader]}, weights=WEIGHTS
+                "hi", version="v3", config={"callbacks": [reader]}, raw_weights=WEIGHTS
             )
         )
     assert reader.rewards == expected
@@ -167,7 +168,7 @@ async def test_callbacks_reading_only_the_message_see_every_token(llm):
 
 def test_handler_on_invoke_records_each_token_once_with_the_engines_rewards(llm, engine_rewards):
     handler = TokenRewardHandler()
-    message = llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [handler]})
+    message = llm.invoke("hi", raw_weights=WEIGHTS, config={"callbacks": [handler]})
     (trace,) = handler.traces
     assert len(trace.tokens) == message.usage_metadata["output_tokens"] == 10
     assert [t.index for t in trace.tokens] == list(range(10))
@@ -180,7 +181,7 @@ def test_handler_on_invoke_records_each_token_once_with_the_engines_rewards(llm,
 
 def test_handler_on_stream(llm, engine_rewards):
     handler = TokenRewardHandler()
-    chunks = list(llm.stream("hi", weights=WEIGHTS, config={"callbacks": [handler]}))
+    chunks = list(llm.stream("hi", raw_weights=WEIGHTS, config={"callbacks": [handler]}))
     (trace,) = handler.traces
     assert len(trace.tokens) == len(chunks) == 10
     assert_matches_engine(trace, engine_rewards, "hi", WEIGHTS)
@@ -191,7 +192,7 @@ def test_handler_on_batch_keeps_each_run_apart(llm, engine_rewards):
     prompts = ["hi", "yo", "hey", "ok"]
     labels = [f"user {i}" for i in range(4)]
     configs = [{"callbacks": [handler], "metadata": {"pad_label": label}} for label in labels]
-    messages = llm.batch(prompts, configs, weights=WEIGHTS)
+    messages = llm.batch(prompts, configs, raw_weights=WEIGHTS)
     by_label = {t.label: t for t in handler.traces if t.label}
     assert sorted(by_label) == labels
     for label, prompt, message in zip(labels, prompts, messages, strict=True):
@@ -213,7 +214,7 @@ def test_handler_with_users_streaming_from_several_threads(llm, engine_rewards):
         try:
             start.wait()
             config = {"callbacks": [handler], "metadata": {"pad_label": label}}
-            for _ in llm.stream("hi", config, weights=weights):
+            for _ in llm.stream("hi", config, raw_weights=weights):
                 pass
         except BaseException as exc:  # reported below, on the test's own thread
             errors.append(exc)
@@ -239,7 +240,7 @@ async def test_handler_on_astream_events_v2(llm, engine_rewards):
     events = [
         event
         async for event in llm.astream_events(
-            "hi", version="v2", config={"callbacks": [handler]}, weights=WEIGHTS
+            "hi", version="v2", config={"callbacks": [handler]}, raw_weights=WEIGHTS
         )
     ]
     streamed = [e["data"]["chunk"] for e in events if e["event"] == "on_chat_model_stream"]
@@ -257,7 +258,7 @@ async def test_handler_on_astream_events_v3(llm, engine_rewards):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # v3 is a beta API and says so
         stream = await llm.astream_events(
-            "hi", version="v3", config={"callbacks": [handler]}, weights=WEIGHTS
+            "hi", version="v3", config={"callbacks": [handler]}, raw_weights=WEIGHTS
         )
         message = await stream
     (trace,) = handler.traces
@@ -274,7 +275,7 @@ def test_handler_on_sync_stream_events_v3(llm, engine_rewards):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stream = llm.stream_events(
-            "hi", version="v3", config={"callbacks": [handler]}, weights=WEIGHTS
+            "hi", version="v3", config={"callbacks": [handler]}, raw_weights=WEIGHTS
         )
         text = "".join(stream.text)
     (trace,) = handler.traces
@@ -285,10 +286,10 @@ def test_handler_on_sync_stream_events_v3(llm, engine_rewards):
 async def test_async_handler_on_ainvoke_astream_and_abatch(llm, engine_rewards):
     handler = AsyncTokenRewardHandler()
     config = {"callbacks": [handler]}
-    await llm.ainvoke("hi", config, weights=WEIGHTS)
-    async for _ in llm.astream("yo", config, weights=WEIGHTS):
+    await llm.ainvoke("hi", config, raw_weights=WEIGHTS)
+    async for _ in llm.astream("yo", config, raw_weights=WEIGHTS):
         pass
-    await llm.abatch(["hey", "ok"], config, weights=WEIGHTS)
+    await llm.abatch(["hey", "ok"], config, raw_weights=WEIGHTS)
     traces = {t.prompt: t for t in handler.traces}
     assert sorted(traces) == ["hey", "hi", "ok", "yo"]
     for prompt, trace in traces.items():
@@ -301,7 +302,7 @@ async def test_sync_handler_in_concurrent_async_runs(llm):
 
     async def one(i: int):
         config = {"callbacks": [handler], "metadata": {"pad_label": str(i)}}
-        return await llm.ainvoke("hi", config, weights=[float(i), 0.0, 0.0])
+        return await llm.ainvoke("hi", config, raw_weights=[float(i), 0.0, 0.0])
 
     messages = await asyncio.gather(*(one(i) for i in range(5)))
     traces = {t.label: t for t in handler.traces}
@@ -313,7 +314,7 @@ async def test_sync_handler_in_concurrent_async_runs(llm):
 
 def test_records_and_table_are_plain_data(llm):
     handler = TokenRewardHandler()
-    llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [handler]})
+    llm.invoke("hi", raw_weights=WEIGHTS, config={"callbacks": [handler]})
     (trace,) = handler.traces
     records = handler.records(trace.run_id)
     assert records == trace.tokens == handler.records()
@@ -327,7 +328,7 @@ def test_records_and_table_are_plain_data(llm):
     assert len(handler.trace(trace.run_id).tokens) == 10
     assert handler.pop(trace.run_id).tokens == records
     assert handler.traces == []
-    llm.invoke("hi", weights=WEIGHTS, config={"callbacks": [handler]})
+    llm.invoke("hi", raw_weights=WEIGHTS, config={"callbacks": [handler]})
     handler.clear()
     assert handler.traces == []
 
@@ -351,7 +352,7 @@ def test_chunks_that_are_not_tokens_are_ignored():
 
 
 def test_generate_from_stream_keeps_every_list(llm):
-    chunks = llm._stream([HumanMessage("hi")], weights=WEIGHTS)
+    chunks = llm._stream([HumanMessage("hi")], raw_weights=WEIGHTS)
     result = generate_from_stream(chunks)
     info = result.generations[0].generation_info
     assert all(len(values) == 10 for values in info["pad"].values())

@@ -22,7 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from langchain_pad.profiles.base import BaseProfileStore
-from langchain_pad.profiles.profile import ANCHOR_PREFIX, PreferenceProfile, ProfileVersion
+from langchain_pad.profiles.profile import (
+    ANCHOR_PREFIX,
+    PreferenceProfile,
+    ProfileVersion,
+    stored_context,
+)
 from langchain_pad.profiles.protocol import DescriptionRows, FeedbackRecord, Kind
 
 if TYPE_CHECKING:
@@ -98,7 +103,7 @@ class SQLProfileStore(BaseProfileStore):
         self._connection().execute(self._dialect.sql(statement), tuple(params))
 
     def _profile(self, data: Any, embedding: Any) -> PreferenceProfile:
-        return decode_profile(self._dialect, data, embedding)
+        return decode_profile(self._dialect, data, embedding, self.stored_context)
 
     # ------------------------------------------------------------------ reads
 
@@ -144,7 +149,9 @@ class SQLProfileStore(BaseProfileStore):
                 version=row[1],
                 reason=row[2],
                 recorded_at=row[3],
-                profile=None if row[4] is None else decode_profile(self._dialect, row[4], None),
+                profile=None
+                if row[4] is None
+                else decode_profile(self._dialect, row[4], None, self.stored_context),
             )
             for row in rows
         ]
@@ -206,9 +213,12 @@ class SQLTransaction:
     """The :class:`~langchain_pad.profiles.protocol.Transaction` primitives in SQL, on a
     connection already inside a transaction."""
 
-    def __init__(self, connection: Any, dialect: SQLDialect) -> None:
+    def __init__(
+        self, connection: Any, dialect: SQLDialect, context: dict[str, Any] | None = None
+    ) -> None:
         self.connection = connection
         self.dialect = dialect
+        self.context = context
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> Any:
         return self.connection.execute(self.dialect.sql(statement), tuple(params))
@@ -217,7 +227,7 @@ class SQLTransaction:
         row = self.execute(
             "SELECT data, embedding FROM profiles WHERE user_id = ?", (user_id,)
         ).fetchone()
-        return None if row is None else decode_profile(self.dialect, row[0], row[1])
+        return None if row is None else decode_profile(self.dialect, row[0], row[1], self.context)
 
     def descriptions(self, user_id: str) -> list[str]:
         rows = self.execute(
@@ -326,12 +336,16 @@ class SQLTransaction:
         )
 
 
-def decode_profile(dialect: SQLDialect, data: Any, embedding: Any) -> PreferenceProfile:
-    """A ``profiles``/``history`` row's data (and embedding) as a profile."""
+def decode_profile(
+    dialect: SQLDialect, data: Any, embedding: Any, context: dict[str, Any] | None = None
+) -> PreferenceProfile:
+    """A ``profiles``/``history`` row's data (and embedding) as a profile; ``context``
+    converts rows saved before pole units (``profile.stored_context``)."""
+    context = context if context is not None else stored_context()
     profile = (
-        PreferenceProfile.model_validate_json(data)
+        PreferenceProfile.model_validate_json(data, context=context)
         if isinstance(data, str | bytes)
-        else PreferenceProfile.model_validate(data)
+        else PreferenceProfile.model_validate(data, context=context)
     )
     if embedding is not None:
         vector = dialect.vector_value(embedding)

@@ -339,7 +339,7 @@ class SQLiteProfileStore(SQLProfileStore):
         with self._guard():
             connection.execute("BEGIN IMMEDIATE")
             try:
-                yield SQLTransaction(connection, _DIALECT)
+                yield SQLTransaction(connection, _DIALECT, self.stored_context)
                 connection.execute("COMMIT")
             except BaseException:
                 # a failed COMMIT or a damaged file may have ended the transaction already

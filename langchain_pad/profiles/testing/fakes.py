@@ -61,7 +61,8 @@ class HashingEmbedder:
 
 
 class CountingLearner:
-    """A cheap deterministic refit: ``w[axis 0] = (number of pairs) / 100``."""
+    """A cheap deterministic refit: ``w[axis 0] = (number of pairs) / 1000`` (a strength:
+    up to 1,000 pairs stay within the pole)."""
 
     def __init__(self, reward_model: RewardModelRef = REWARD_MODEL, fail: bool = False) -> None:
         self._ref = reward_model
@@ -82,7 +83,7 @@ class CountingLearner:
         if self.fail:
             raise RuntimeError("refit failed")
         weights = dict(profile.weights)
-        weights[self._ref.axes[0]] = len(feedback) / 100
+        weights[self._ref.axes[0]] = min(1.0, len(feedback) / 1000)
         return weights
 
 
@@ -105,21 +106,22 @@ def anchor(name: str, description: str, aliases: Sequence[str] = (), **weights: 
 
 ANCHORS = (
     anchor(
-        "expertise:elementary", "explain simply for a child", ["plain words please"], expertise=-2.0
+        "expertise:elementary", "explain simply for a child", ["plain words please"], expertise=-1.0
     ),
-    anchor("expertise:expert", "technical depth for a specialist", expertise=2.0),
-    anchor("informativeness:concise", "short brief answers", informativeness=-2.0),
-    anchor("style:warm", "friendly warm kind tone", style=2.0),
+    anchor("expertise:expert", "technical depth for a specialist", expertise=1.0),
+    anchor("informativeness:concise", "short brief answers", informativeness=-1.0),
+    anchor("style:warm", "friendly warm kind tone", style=1.0),
 )
 
 
 def fake_persrm(
     directory: Path, anchors: Sequence[PreferenceProfile] = (), weights: bytes = b"weights"
 ) -> Path:
-    """A directory with what a PersRM's id, axes and anchors are read from (no model).
+    """A directory with what a PersRM's id, axes, anchors and calibration are read from
+    (no model).
 
     ``anchors`` (of any reward model with the axes :data:`AXES`) become its
-    ``anchors.json``.
+    ``anchors.json``; every pole's calibrated raw magnitude is 2.
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "persrm_config.json").write_text(json.dumps({"axes": list(AXES)}))
@@ -134,6 +136,12 @@ def fake_persrm(
             }
             for a in anchors
         ]
-        data = {"format_version": 1, "axes": list(AXES), "anchors": entries}
+        data = {"format_version": 2, "axes": list(AXES), "anchors": entries}
         (directory / "anchors.json").write_text(json.dumps(data))
+    calibration = {
+        "format_version": 1,
+        "unit": "pole",
+        "axes": {axis: {"low": 2.0, "high": 2.0} for axis in AXES},
+    }
+    (directory / "calibration.json").write_text(json.dumps(calibration))
     return directory

@@ -30,25 +30,25 @@ PARITY_ANCHORS = (
         "expertise:elementary",
         "explain simply for a child",
         ["plain words please", "no jargon at all", "like I am five"],
-        expertise=-2.0,
+        expertise=-1.0,
     ),
     anchor(
         "expertise:expert",
         "technical depth for a specialist",
         ["use the proper jargon", "expert level detail", "assume I know the field"],
-        expertise=2.0,
+        expertise=1.0,
     ),
     anchor(
         "informativeness:concise",
         "short brief answers",
         ["keep it short", "bottom line first", "no long explanations"],
-        informativeness=-2.0,
+        informativeness=-1.0,
     ),
     anchor(
         "style:warm",
         "friendly warm kind tone",
         ["be nice to me", "cheerful and kind", "a warm voice"],
-        style=2.0,
+        style=1.0,
     ),
 )
 PARITY_QUERIES = (
@@ -90,7 +90,7 @@ class WatchingLearner:
     ) -> Mapping[str, float]:
         assert all(r.reward_model_id == self._ref.id and r.features for r in feedback)
         total = sum(r.features[0] for r in feedback if r.features)
-        return {**profile.weights, AXES[0]: max(-5.0, min(5.0, total / 100))}
+        return {**profile.weights, AXES[0]: max(-1.0, min(1.0, total / 500))}
 
 
 class ParityContract:
