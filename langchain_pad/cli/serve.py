@@ -32,8 +32,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not Path(resolved).is_dir():
             print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
             return 2
+    # --- scale-out on Ray Serve (--replicas / --ray-address): refused before any store opens
+    replicated = args.replicas > 1 or args.ray_address is not None
+    if replicated and (refusal := _replica_refusal(args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    # --- end of the Ray Serve block
     store: Any = None  # it seeds the anchors of the PersRM served, whatever its location
-    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
+    if replicated:
+        pass  # each replica opens its own connection to the store (see ray_serve)
+    elif args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
         from langchain_pad.integrations.postgres import PostgresProfileStore
 
         store = PostgresProfileStore(args.profiles, reward_model=reward_model)
@@ -58,8 +66,78 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         multi_user=args.multi_user,
         body_timeout=args.body_timeout,
     )
+    if replicated:  # --- Ray Serve
+        return _serve_replicated(args, settings)
     serve(settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+# ---------------------------------------------------------------------- Ray Serve
+
+
+def _replica_refusal(args: argparse.Namespace) -> str | None:
+    """Why these replica flags cannot run, or None (checked before anything starts)."""
+    if args.replicas < 1:
+        return f"--replicas {args.replicas}: give a number of replicas >= 1"
+    if not args.replica_cpus > 0:
+        return f"--replica-cpus {args.replica_cpus}: give a number > 0 (0.5 is allowed)"
+    if args.replica_threads < 1:
+        return f"--replica-threads {args.replica_threads}: give a number of threads >= 1"
+    try:
+        from langchain_pad.integrations.ray_serve import check_profiles
+    except ImportError as exc:
+        return f"{exc} (--replicas and --ray-address run on Ray Serve)"
+    try:
+        check_profiles(args.profiles, args.replicas)
+    except ValueError as exc:
+        return f"--profiles {str(exc).removeprefix('profiles=')}"
+    return None
+
+
+def _serve_replicated(args: argparse.Namespace, settings: Any) -> int:
+    from langchain_pad.integrations.ray_serve import ReplicaOptions, serve_replicas
+
+    options = ReplicaOptions(
+        replicas=args.replicas,
+        cpus_per_replica=args.replica_cpus,
+        threads_per_replica=args.replica_threads,
+    )
+    serve_replicas(
+        settings,
+        profiles=args.profiles,
+        options=options,
+        ray_address=args.ray_address,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
+def _add_replica_flags(serve: argparse.ArgumentParser) -> None:
+    ray = serve.add_argument_group("scale-out on Ray Serve (needs the ray extra)")
+    ray.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="server replicas behind Ray Serve's proxy, each with its own model and batching "
+        "(more than 1 needs a postgresql:// --profiles store)",
+    )
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a "
+        "local Ray instance",
+    )
+    ray.add_argument(
+        "--replica-cpus",
+        type=float,
+        default=1.0,
+        help="Ray CPUs each replica reserves (fractional allowed); a local Ray instance gets "
+        "replicas x this many",
+    )
+    ray.add_argument(
+        "--replica-threads", type=int, default=1, help="torch threads each replica decodes with"
+    )
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,4 +185,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds a request body may take to arrive (then 408)",
     )
     serve.add_argument("--log-level", default="info")
+    _add_replica_flags(serve)
     serve.set_defaults(handler=_cmd_serve)
