@@ -304,13 +304,23 @@ def serve_replicas(
     ray_address: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    allow_unauthenticated_remote: bool = False,
     out: TextIO = sys.stderr,
 ) -> None:
     """Run the replicated server until Ctrl-C (or SIGTERM), then take it down.
 
     A local Ray instance is shut down with it; on a cluster only this application is
-    deleted (the cluster and its other applications stay).
+    deleted (the cluster and its other applications stay). The proxy's ``host`` obeys
+    the single-process server's rule: without ``settings.api_keys`` a non-loopback
+    address is refused (``ValueError``) unless ``allow_unauthenticated_remote``.
     """
+    from .server_auth import check_bind
+
+    check_bind(
+        host,
+        keyed=settings.api_keys is not None,
+        allow_unauthenticated_remote=allow_unauthenticated_remote,
+    )
     check_profiles(profiles, options.replicas)
     start_ray(ray_address, options, out=out)
     stop = threading.Event()

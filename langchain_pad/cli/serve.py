@@ -12,7 +12,20 @@ from langchain_pad.models import DEFAULT_MODEL
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from langchain_pad.integrations.server import ServerSettings, serve
+    from langchain_pad.integrations.server_auth import ApiKeys, check_bind
 
+    api_keys: ApiKeys | None = None
+    try:  # both before any model is loaded: a typo should not cost a minute
+        if args.api_keys is not None:
+            api_keys = ApiKeys.load(args.api_keys)
+        check_bind(
+            args.host,
+            keyed=api_keys is not None,
+            allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.multi_user and args.unknown_user == "error":
         print(
             "error: --multi-user falls back for unknown users (a 404 would tell which user "
@@ -64,11 +77,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         profile_store=store,
         unknown_user=args.unknown_user,
         multi_user=args.multi_user,
+        api_keys=args.api_keys,
+        max_in_flight_per_key=args.max_in_flight_per_key or None,
+        tokens_per_minute_per_key=args.tokens_per_minute_per_key or None,
         body_timeout=args.body_timeout,
     )
     if replicated:  # --- Ray Serve
         return _serve_replicated(args, settings)
-    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+    )
     return 0
 
 
@@ -102,14 +124,19 @@ def _serve_replicated(args: argparse.Namespace, settings: Any) -> int:
         cpus_per_replica=args.replica_cpus,
         threads_per_replica=args.replica_threads,
     )
-    serve_replicas(
-        settings,
-        profiles=args.profiles,
-        options=options,
-        ray_address=args.ray_address,
-        host=args.host,
-        port=args.port,
-    )
+    try:
+        serve_replicas(
+            settings,
+            profiles=args.profiles,
+            options=options,
+            ray_address=args.ray_address,
+            host=args.host,
+            port=args.port,
+            allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+        )
+    except ValueError as exc:  # what the single-process server refuses too (a bind)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -183,6 +210,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=10.0,
         help="seconds a request body may take to arrive (then 408)",
+    )
+    serve.add_argument(
+        "--api-keys",
+        default=None,
+        metavar="FILE",
+        help='JSON file: {"KEY": "user-id", "KEY2": {"user_id": "ops", "admin": true}}; '
+        "every route but /health and /metrics then needs Authorization: Bearer KEY",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated-remote",
+        action="store_true",
+        help="without --api-keys, listen on a non-loopback --host anyway (anyone who "
+        "reaches the server may use every profile)",
+    )
+    serve.add_argument(
+        "--max-in-flight-per-key",
+        type=int,
+        default=64,
+        help="requests one key (without keys: the server) may have open at once; "
+        "more is a 429 (0: no limit)",
+    )
+    serve.add_argument(
+        "--tokens-per-minute-per-key",
+        type=int,
+        default=1_000_000,
+        help="prompt + max_tokens one key may reserve per minute; more is a 429 (0: no limit)",
     )
     serve.add_argument("--log-level", default="info")
     _add_replica_flags(serve)
