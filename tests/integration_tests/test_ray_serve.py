@@ -223,13 +223,14 @@ def test_a_replica_killed_under_load(service, store):
     writers = [f"writer{i}" for i in range(4)]
     acknowledged: dict[str, list[int]] = {w: [] for w in writers}
     attempted: dict[str, int] = dict.fromkeys(writers, 0)
-    outcomes: list[tuple[float, int, str]] = []  # (time, status, body) of completions
+    outcomes: list[tuple[float, int, str, str]] = []  # (time, status, body, replica)
     killed_at: list[float] = []
 
     async def reader(client, i, stop):
         while not stop.is_set():
             response = await ask(client, service.base, completion_body(QUESTIONS[i % 4]))
-            outcomes.append((time.monotonic(), response.status_code, response.text))
+            replica = response.headers.get(REPLICA_HEADER, "")
+            outcomes.append((time.monotonic(), response.status_code, response.text, replica))
 
     async def writer(client, user, stop):
         n = 0
@@ -259,10 +260,12 @@ def test_a_replica_killed_under_load(service, store):
             return victim
 
     victim = asyncio.run(load())
+    before = [o for o in outcomes if o[0] <= killed_at[0]]
+    assert any(o[3] == victim for o in before), "the killed replica was not serving"
     after = [o for o in outcomes if o[0] > killed_at[0]]
-    assert any(status == 200 for _, status, _ in after), "no answer after the kill"
+    assert any(o[1] == 200 for o in after), "no answer after the kill"
     # completions write nothing: the proxy re-sent those the dead replica held
-    bad = [(s, b[:200]) for _, s, b in outcomes if s != 200]
+    bad = [(s, b[:200]) for _, s, b, _ in outcomes if s != 200]
     assert not bad, bad
     for user in writers:
         profile = store.get(user)
