@@ -46,8 +46,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
             return 2
     # --- scale-out on Ray Serve (--replicas / --ray-address): refused before any store opens
-    replicated = args.replicas > 1 or args.ray_address is not None
-    if replicated and (refusal := _replica_refusal(args)) is not None:
+    replicated = args.replicas is not None or args.ray_address is not None
+    replicas = 1 if args.replicas is None else args.replicas
+    if replicated and (refusal := _replica_refusal(args, replicas)) is not None:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     # --- end of the Ray Serve block
@@ -83,7 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout,
     )
     if replicated:  # --- Ray Serve
-        return _serve_replicated(args, settings)
+        return _serve_replicated(args, replicas, settings)
     serve(
         settings,
         host=args.host,
@@ -97,10 +98,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- Ray Serve
 
 
-def _replica_refusal(args: argparse.Namespace) -> str | None:
+def _replica_refusal(args: argparse.Namespace, replicas: int) -> str | None:
     """Why these replica flags cannot run, or None (checked before anything starts)."""
-    if args.replicas < 1:
-        return f"--replicas {args.replicas}: give a number of replicas >= 1"
+    if replicas < 1:
+        return f"--replicas {replicas}: give a number of replicas >= 1"
     if not args.replica_cpus > 0:
         return f"--replica-cpus {args.replica_cpus}: give a number > 0 (0.5 is allowed)"
     if args.replica_threads < 1:
@@ -110,17 +111,17 @@ def _replica_refusal(args: argparse.Namespace) -> str | None:
     except ImportError as exc:
         return f"{exc} (--replicas and --ray-address run on Ray Serve)"
     try:
-        check_profiles(args.profiles, args.replicas)
+        check_profiles(args.profiles, replicas)
     except ValueError as exc:
         return f"--profiles {str(exc).removeprefix('profiles=')}"
     return None
 
 
-def _serve_replicated(args: argparse.Namespace, settings: Any) -> int:
+def _serve_replicated(args: argparse.Namespace, replicas: int, settings: Any) -> int:
     from langchain_pad.integrations.ray_serve import ReplicaOptions, serve_replicas
 
     options = ReplicaOptions(
-        replicas=args.replicas,
+        replicas=replicas,
         cpus_per_replica=args.replica_cpus,
         threads_per_replica=args.replica_threads,
     )
@@ -145,9 +146,10 @@ def _add_replica_flags(serve: argparse.ArgumentParser) -> None:
     ray.add_argument(
         "--replicas",
         type=int,
-        default=1,
-        help="server replicas behind Ray Serve's proxy, each with its own model and batching "
-        "(more than 1 needs a postgresql:// --profiles store)",
+        default=None,
+        help="serve on Ray Serve: this many replicas behind its proxy, each with its own "
+        "model and batching (more than 1 needs a postgresql:// --profiles store); "
+        "without it, one process serves",
     )
     ray.add_argument(
         "--ray-address",
