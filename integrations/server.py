@@ -18,8 +18,24 @@ reply = client.chat.completions.create(
 
 Endpoints: ``POST /v1/chat/completions`` (JSON, or server-sent events with
 ``"stream": true``), ``GET /v1/models``, ``GET /health`` (the process, and the profile
-store's last integrity check) and ``GET /v1/pad/stats`` (the decoding thread's waves,
-to see batching at work).
+store's last integrity check), ``GET /v1/pad/stats`` (the decoding thread's waves, to
+see batching at work), ``POST /v1/pad/feedback`` and ``GET /v1/pad/profile`` (learning
+a user's ``w_p`` from preference pairs, see ``server_feedback``) and ``GET /metrics``
+(Prometheus, see ``server_metrics``).
+
+Identity (``api_keys``, ``serve --api-keys FILE``, see ``server_auth``): every route but
+``/health`` and ``/metrics`` needs ``Authorization: Bearer KEY`` (401 without a known
+key). Those two stay open so that load balancers and Prometheus can probe without a
+secret, and they carry no user's data (``/health`` counts store findings without their
+text; metrics have no user or key labels). A key speaks for one user: that user is the
+request's ``user`` by default, naming another (``user``, ``pad.user_id``, the feedback's
+``user``) is a 403 unless the key is an admin's. Answers to a non-admin key follow the
+multi-user rule below, except that the caller's own profile (its version and weights)
+is shown; an admin sees everything. Without keys the server is local: ``serve``
+refuses a non-loopback ``--host`` unless ``--allow-unauthenticated-remote`` is given.
+Per key (or for the whole server without keys), ``max_in_flight_per_key`` requests at
+once and ``tokens_per_minute_per_key`` (see ``server_limits``); over them a 429 with
+``Retry-After``.
 
 Personalization per request, decided by the library's one resolver
 (``langchain_pad.preferences``), first match wins: ``pad.weights`` (``w_p`` by axis name
@@ -29,8 +45,8 @@ store's known profiles, or the reward model's anchor poles when the server has n
 > none. ``pad.beta`` scales the reward; ``pad.return_rewards`` adds the per-token PAD data
 to every chunk (streaming) or to the response.
 
-What a response may reveal. There are no API keys yet, so the server cannot tell one
-client from another:
+What a response may reveal, without API keys (the server cannot tell one client from
+another):
 
 - **By default the server is local and single-tenant**: whoever can reach it owns every
   profile in its store, and responses show everything: ``pad.profile`` names the users a
@@ -51,8 +67,8 @@ client from another:
   the same for an unknown id as for an unusable one, and an explicit ``pad.user_id`` is
   never a 404. A ``pad.preference`` that matches an unusable profile is a 409 that names
   no one. ``/health`` gives the number of the store's findings, not their text. What
-  stays observable: the answer's text differs when a profile is applied; only keys (a
-  later issue) can stop one client from asking with another's id.
+  stays observable: the answer's text differs when a profile is applied; only keys
+  stop one client from asking with another's id.
 
 Limits: bodies over ``max_request_bytes`` are a 413, a body not received within
 ``body_timeout`` seconds a 408; bad parameters are a 400 that names the parameter and
@@ -70,10 +86,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
 
 try:
     from fastapi import FastAPI, Request
@@ -84,18 +99,23 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "pip install 'langchain-pad[server]'"
     ) from exc
 
+from .server_auth import LOCAL, ApiKeys, Caller, check_bind
+from .server_feedback import ProfileService, profile_owner, validate_feedback
+from .server_limits import Admission, KeyLimits
+from .server_metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from .server_requests import (
     ChatCompletionRequest,
     ChatMessage,
     PadOptions,
     RequestError,
-    check_unsupported,
     parse_body,
+    read_body,
     to_langchain_messages,
-    tool_options,
     validate_request,
 )
+from .server_resolve import CompletionResolver
 from .server_responses import Completion, Run, unless_disconnected
+from .server_settings import ServerSettings
 from .server_store import StoreHealth, UsableProfiles
 
 if TYPE_CHECKING:
@@ -115,69 +135,20 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------- settings
-
-
-@dataclass
-class ServerSettings:
-    """What one server process serves, and its limits."""
-
-    model: str = "smollm2-135m-instruct"
-    """Model name, Hugging Face id or local directory (as ``PADChatModel(model=...)``)."""
-    reward_model: str | None = "default"
-    """PersRM directory, ``"default"`` (the shipped one) or None (no personalization)."""
-    served_model_name: str | None = None
-    """Name clients pass as ``model``; defaults to ``model``."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    default_max_tokens: int = 256
-    """``max_tokens`` of a request that names none (capped by ``max_tokens_limit``)."""
-    max_tokens_limit: int = 1024
-    """Largest ``max_tokens`` a request may ask for; more is a 400 error."""
-    max_request_bytes: int = 1 << 20
-    """Largest request body; more is a 413 error."""
-    max_messages: int = 256
-    max_batch_size: int = 32
-    batch_window: float = 0.02
-    """Seconds a wave waits after its first request for others to join its batch."""
-    max_waves: int = 4
-    """Waves decoded at once: a request arriving while a batch runs starts its own wave
-    at once (the waves take decoding steps in turn) instead of waiting for it to end."""
-    token_budget: int | None = 32768
-    """Prompt + new tokens decoded at once across the waves; long prompts beyond it
-    queue (they are answered when room frees) instead of exhausting memory."""
-    request_timeout: float | None = 600.0
-    """Seconds one completion may take before it fails (504)."""
-    profile_store: Any = None
-    """A ``langchain_pad.profiles.ProfileStore``: resolves ``user`` and ``pad`` profiles."""
-    unknown_user: Literal["fallback", "error"] = "fallback"
-    """A ``user`` with no stored profile: fall back (to ``pad.preference`` or no
-    personalization), or answer 404. An explicit ``pad.user_id`` gets 404 on a
-    single-tenant server; with ``multi_user`` every unknown user falls back."""
-    multi_user: bool = False
-    """Responses never name other users nor show a stored profile's data (see the module
-    docstring); False: a local, single-tenant server that shows everything."""
-    body_timeout: float = 10.0
-    """Seconds the whole request body may take to arrive; slower is a 408, so a client
-    that declares a body and never sends it cannot hold a connection."""
-    disconnect_poll: float = 0.1
-    """Seconds between checks that a non-streaming request's client is still there."""
-    health_interval: float = 30.0
-    """Seconds ``/health`` reuses the store's last integrity check before running a new
-    one in the background (``/health`` itself never waits for it; the first check runs
-    at start-up)."""
-    runtime: Any = None
-    """A :class:`~langchain_pad.runtime.PADRuntime` to serve on; None builds one from
-    ``model``, ``dtype`` and the batching settings above."""
-
-
 class _Server:
-    """The app's state: the chat model, the limits, and how requests become calls."""
+    """The app's state: the chat model, who may call, the limits, and how requests
+    become calls."""
 
     def __init__(self, settings: ServerSettings, llm: PADChatModel | None = None) -> None:
         from langchain_pad import PADChatModel
         from langchain_pad.runtime import PADRuntime
 
         self.settings = settings
+        self.keys = None if settings.api_keys is None else ApiKeys.load(settings.api_keys)
+        self.limits = KeyLimits(
+            max_in_flight=settings.max_in_flight_per_key,
+            tokens_per_minute=settings.tokens_per_minute_per_key,
+        )
         if llm is None:
             runtime = settings.runtime or PADRuntime(
                 settings.model,
@@ -194,36 +165,32 @@ class _Server:
                 profile_store=settings.profile_store,
             )
         self.runtime: PADRuntime = llm.get_runtime()
+        self.metrics = ServerMetrics(self.runtime)
         self._served_reward_model: str | None = llm.reward_model
-        store = llm.profile_store
+        self.store = store = llm.profile_store
+        reveal = not (settings.multi_user or self.keys is not None)
         self.store_health = (
             None
             if store is None
-            else StoreHealth(
-                store, interval=settings.health_interval, reveal=not settings.multi_user
-            )
+            else StoreHealth(store, interval=settings.health_interval, reveal=reveal)
         )
-        if settings.multi_user:
-            if settings.unknown_user == "error":
-                raise ValueError(
-                    "multi_user=True answers unknown users by falling back (a 404 would tell "
-                    "which user ids exist): leave unknown_user at 'fallback'."
-                )
-            view = None if store is None else UsableProfiles(store, self._reward_model_ref)
-            self.llm: PADChatModel = llm.model_copy(
-                update={
-                    "unknown_user": "fallback",
-                    "reveal_matched_users": False,
-                    "profile_store": view,
-                }
+        self.profiles = (
+            None if store is None else ProfileService(store, llm.reward_model, self.runtime)
+        )
+        if settings.multi_user and settings.unknown_user == "error":
+            raise ValueError(
+                "multi_user=True answers unknown users by falling back (a 404 would tell "
+                "which user ids exist): leave unknown_user at 'fallback'."
             )
-            self.strict_llm: PADChatModel = self.llm
-        else:
-            self.llm = llm.model_copy(update={"unknown_user": settings.unknown_user})
-            # an explicit pad.user_id names a profile the client expects to exist: 404
-            self.strict_llm = llm.model_copy(update={"unknown_user": "error"})
+        view = None if store is None else UsableProfiles(store, self._reward_model_ref)
+        guarded = {"unknown_user": "fallback", "reveal_matched_users": False}
+        self.guarded_llm: PADChatModel = llm.model_copy(update={**guarded, "profile_store": view})
+        self.open_llm: PADChatModel = llm.model_copy(update={"unknown_user": settings.unknown_user})
+        # an explicit pad.user_id names a profile the client expects to exist: 404
+        self.strict_llm: PADChatModel = llm.model_copy(update={"unknown_user": "error"})
         self.started = int(time.time())
-        self.model_id = settings.served_model_name or self.llm.model_name
+        self.model_id = settings.served_model_name or llm.model_name
+        self.resolver = CompletionResolver(settings, self.model_id, store)
 
     def _reward_model_ref(self) -> RewardModelRef:
         """Id and axes of the PersRM the server decodes with (hashed once by the runtime)."""
@@ -238,133 +205,63 @@ class _Server:
         if self.store_health is not None:
             self.store_health.check()  # the first /health answers from it, at once
 
-    async def read(self, request: Request) -> Completion:
-        data = parse_body(await self._body(request))
+    def caller(self, request: Request) -> Caller:
+        """Who sent ``request`` (a 401 on a keyed server without a known key)."""
+        if self.keys is None:
+            return LOCAL
+        return self.keys.identify(request.headers.get("authorization"))
+
+    async def read(self, request: Request, caller: Caller) -> Completion:
+        data = parse_body(await self.body(request))
         # profiles are looked up by the chat model, off the event loop, when the call starts
-        return self.resolve(validate_request(data))
+        return self.resolver.resolve(validate_request(data), caller)
 
-    async def _body(self, request: Request) -> bytes:
-        limit = self.settings.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise RequestError(
-                413, f"the request body is {declared} bytes; this server accepts {limit} at most."
-            )
-        chunks: list[bytes] = []
-        size = 0
-        timeout = self.settings.body_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise RequestError(
-                            413, f"the request body exceeds this server's limit of {limit} bytes."
-                        )
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise RequestError(
-                408,
-                f"the request body did not arrive within {timeout:g} seconds "
-                f"({size} bytes received); send the body with the request.",
-                code="body_timeout",
-            ) from None
-        return b"".join(chunks)
-
-    def resolve(self, request: ChatCompletionRequest) -> Completion:
+    async def body(self, request: Request) -> bytes:
         settings = self.settings
-        check_unsupported(request)
-        if request.model is not None and request.model != self.model_id:
-            raise RequestError(
-                404,
-                f"The model {request.model!r} does not exist on this server; "
-                f"it serves {[self.model_id]}.",
-                param="model",
-                code="model_not_found",
-            )
-        if len(request.messages) > settings.max_messages:
-            raise RequestError(
-                400,
-                f"{len(request.messages)} messages; this server accepts {settings.max_messages}.",
-                param="messages",
-            )
-        max_tokens = request.max_completion_tokens or request.max_tokens
-        if max_tokens is not None and max_tokens > settings.max_tokens_limit:
-            raise RequestError(
-                400,
-                f"max_tokens={max_tokens} exceeds this server's limit of "
-                f"{settings.max_tokens_limit} tokens.",
-                param="max_tokens",
-            )
-        kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens or min(settings.default_max_tokens, settings.max_tokens_limit)
-        }
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        stop = [request.stop] if isinstance(request.stop, str) else request.stop
-        if stop:
-            if len(stop) > 16 or any(not s for s in stop):
-                raise RequestError(400, "stop: up to 16 non-empty strings.", param="stop")
-            kwargs["stop"] = stop
-        kwargs.update(self._personalization(request))
-        kwargs.update(tool_options(request))
-        pad = request.pad or PadOptions()
-        withheld = settings.multi_user and "user_id" in kwargs and "weights" not in kwargs
-        if withheld and pad.return_rewards:
-            raise RequestError(
-                400,
-                "pad.return_rewards: per-token rewards and features give back the weights "
-                "applied, so this multi-user server does not return them for a request "
-                "that names a user (user or pad.user_id); send pad.weights to see yours.",
-                param="pad.return_rewards",
-                code="unsupported_parameter",
-            )
-        return Completion(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
-            model=self.model_id,
-            messages=to_langchain_messages(request.messages),
-            kwargs=kwargs,
-            strict_user=pad.user_id is not None and not settings.multi_user,
-            stream=request.stream,
-            include_usage=bool(request.stream_options and request.stream_options.include_usage),
-            return_rewards=pad.return_rewards,
-            withheld=withheld,
+        return await read_body(
+            request, limit=settings.max_request_bytes, timeout=settings.body_timeout
         )
 
-    def _personalization(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        """The request's preference as call parameters; the resolver decides what wins."""
-        pad = request.pad or PadOptions()
-        out: dict[str, Any] = {}
-        if pad.weights is not None:
-            out["weights"] = pad.weights
-        if pad.beta is not None:
-            out["beta"] = pad.beta
-        if pad.preference is not None:
-            out["preference"] = pad.preference
-        user_id = pad.user_id
-        if user_id is None and request.user and self.llm.profile_store is not None:
-            user_id = request.user  # OpenAI's `user` names a profile only where one is kept
-        if user_id is not None:
-            if self.llm.profile_store is None:
-                raise RequestError(
-                    400,
-                    "pad.user_id is looked up in a profile store, but this server has none "
-                    "(start it with --profiles PATH); send pad.weights or pad.preference.",
-                    param="pad.user_id",
-                )
-            out["user_id"] = user_id
-        return out
-
     def run(self, completion: Completion) -> Run:
-        llm = self.strict_llm if completion.strict_user else self.llm
-        return Run(llm, completion, multi_user=self.settings.multi_user)
+        if completion.guarded:
+            llm = self.guarded_llm
+        else:
+            llm = self.strict_llm if completion.strict_user else self.open_llm
+        return Run(
+            llm,
+            completion,
+            multi_user=completion.guarded,
+            on_chunk=self.metrics.chunk,
+            on_first=self.metrics.queue_wait.observe,
+        )
+
+    async def admit(self, completion: Completion, admission: Admission) -> None:
+        """Reserve the request's prompt and ``max_tokens`` from its key's budget."""
+        if self.limits.tokens_per_minute is None:
+            return
+        prompt = await asyncio.to_thread(self._prompt_tokens, completion)
+        admission.reserve(prompt + int(completion.kwargs["max_tokens"]))
+
+    def _prompt_tokens(self, completion: Completion) -> int:
+        """The messages' tokens plus a few per turn for the chat template (settled with
+        the real count when the answer ends)."""
+        tokenizer = self.runtime.loaded.tokenizer
+        texts = [str(m.content) for m in completion.messages]
+        return sum(len(tokenizer.encode(t, add_special_tokens=False)) + 4 for t in texts)
+
+    def profile_service(self) -> ProfileService:
+        if self.profiles is None:
+            raise RequestError(
+                409,
+                "this server keeps no profiles; start it with --profiles PATH.",
+                code="no_profile_store",
+            )
+        return self.profiles
 
 
-# ---------------------------------------------------------------------- the app
+def _settle(run: Run | None, admission: Admission) -> None:
+    used = None if run is None else (run.prompt_tokens or 0) + run.generated
+    admission.settle(used)
 
 
 def create_app(
@@ -373,8 +270,9 @@ def create_app(
     """The FastAPI application; ``uvicorn.run(create_app(...))`` serves it.
 
     ``llm`` serves a ready-made :class:`~langchain_pad.PADChatModel` (its model, reward
-    model and profile store) instead of one built from ``settings``; the limits and the
-    batch window still come from ``settings``.
+    model and profile store) instead of one built from ``settings``; the limits, keys and
+    the batch window still come from ``settings``. A malformed ``api_keys`` is a
+    ``ValueError`` here, before anything is served.
     """
     from contextlib import asynccontextmanager
 
@@ -387,12 +285,14 @@ def create_app(
 
     app = FastAPI(title="langchain-pad", version="0.1.0", lifespan=lifespan)
     app.state.pad = server
+    app.add_middleware(MetricsMiddleware, metrics=server.metrics)
 
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, exc: RequestError) -> Response:
-        # a body that did not arrive leaves the connection unreadable: close it
-        headers = {"Connection": "close"} if exc.status == 408 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        headers = dict(exc.headers or {})
+        if exc.status == 408:  # a body that did not arrive leaves the connection unreadable
+            headers["Connection"] = "close"
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -404,58 +304,118 @@ def create_app(
                 out["status"] = "degraded"  # it still answers; its profiles may not
         return out
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(server.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": server.model_id,
-                    "object": "model",
-                    "created": server.started,
-                    "owned_by": "langchain-pad",
-                }
-            ],
-        }
+    async def models(request: Request) -> dict[str, Any]:
+        server.caller(request)
+        return {"object": "list", "data": [_model_card(server)]}
 
     @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str) -> dict[str, Any]:
+    async def model(request: Request, model_id: str) -> dict[str, Any]:
+        server.caller(request)
         if model_id != server.model_id:
             raise RequestError(
                 404, f"The model {model_id!r} does not exist.", code="model_not_found"
             )
-        return {
-            "id": model_id,
-            "object": "model",
-            "created": server.started,
-            "owned_by": "langchain-pad",
-        }
+        return _model_card(server)
 
     @app.get("/v1/pad/stats")
-    async def stats() -> dict[str, Any]:
+    async def stats(request: Request) -> dict[str, Any]:
+        server.caller(request)
         return server.runtime.stats()
+
+    @app.get("/v1/pad/profile")
+    async def profile(request: Request, user: str | None = None) -> dict[str, Any]:
+        user_id = profile_owner(server.caller(request), user, server.settings.multi_user)
+        return await server.profile_service().profile(user_id)
+
+    @app.post("/v1/pad/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        caller = server.caller(request)
+        admission = server.limits.admit(caller.limit_key)
+        try:
+            pair = validate_feedback(parse_body(await server.body(request)))
+            service = server.profile_service()
+            owner = profile_owner(caller, pair.user, server.settings.multi_user)
+            return await service.record(owner, pair)
+        finally:
+            admission.settle(None)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
-        completion = await server.read(request)
-        run = server.run(completion)
-        if not completion.stream:
-            answer = await unless_disconnected(
-                request, run.answer(), server.settings.disconnect_poll
-            )
-            if answer is None:  # nobody is left to read it (nginx's "client closed")
-                return Response(status_code=499)
-            return JSONResponse(answer)
-        # the first chunk (prompt and prefill) is watched too; then the stream notices
-        if await unless_disconnected(request, run.start(), server.settings.disconnect_poll) is None:
-            return Response(status_code=499)
-        return StreamingResponse(
-            run.events(),
+        caller = server.caller(request)
+        admission = server.limits.admit(caller.limit_key)
+        run: Run | None = None
+        streaming = False
+        poll = server.settings.disconnect_poll
+        try:
+            completion = await server.read(request, caller)
+            await server.admit(completion, admission)
+            run = server.run(completion)
+            server.metrics.in_flight.inc()
+            try:
+                if not completion.stream:
+                    answer = await unless_disconnected(request, run.answer(), poll)
+                    if answer is None:  # nobody is left to read it (nginx's "client closed")
+                        return Response(status_code=499)
+                    return JSONResponse(answer)
+                # the first chunk (prompt and prefill) is watched too; then the stream notices
+                if await unless_disconnected(request, run.start(), poll) is None:
+                    return Response(status_code=499)
+                streaming = True
+                return _Stream(run.events(), on_close=_closer(server, run, admission))
+            finally:
+                if not streaming:
+                    server.metrics.in_flight.dec()
+        finally:
+            if not streaming:
+                _settle(run, admission)
+
+    return app
+
+
+class _Stream(StreamingResponse):
+    """Server-sent events that settle their request however the response ends: also
+    when the client is gone before the first byte (the body is then never iterated,
+    so a ``finally`` inside it would never run)."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(
+            events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        self._on_close = on_close
 
-    return app
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+def _closer(server: _Server, run: Run, admission: Admission) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        with suppress(RuntimeError):  # a stream never read to its end still holds its row
+            await run.close()
+        server.metrics.in_flight.dec()
+        _settle(run, admission)
+
+    return close
+
+
+def _model_card(server: _Server) -> dict[str, Any]:
+    return {
+        "id": server.model_id,
+        "object": "model",
+        "created": server.started,
+        "owned_by": "langchain-pad",
+    }
 
 
 def serve(
@@ -464,8 +424,19 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    allow_unauthenticated_remote: bool = False,
 ) -> None:
-    """Run the server in this process until interrupted."""
+    """Run the server in this process until interrupted.
+
+    Without ``settings.api_keys`` a non-loopback ``host`` is refused (``ValueError``)
+    unless ``allow_unauthenticated_remote``: such a server trusts whoever reaches it.
+    """
     import uvicorn
 
+    settings = settings or ServerSettings()
+    check_bind(
+        host,
+        keyed=settings.api_keys is not None,
+        allow_unauthenticated_remote=allow_unauthenticated_remote,
+    )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

@@ -15,6 +15,7 @@ the ``openai`` client raises ``BadRequestError`` with the message):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +27,7 @@ from langchain_pad.engine.types import SEED_MAX, SEED_MIN
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
+    from starlette.requests import Request
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -35,6 +37,7 @@ __all__ = [
     "RequestError",
     "check_unsupported",
     "parse_body",
+    "read_body",
     "to_langchain_messages",
     "validate_request",
 ]
@@ -55,13 +58,21 @@ class RequestError(Exception):
     """An error answered to the client as OpenAI's ``{"error": {...}}`` body."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers
+        """Response headers the answer needs (``Retry-After``, ``WWW-Authenticate``)."""
 
     def body(self) -> dict[str, Any]:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
@@ -210,6 +221,34 @@ def validate_request(data: dict[str, Any]) -> ChatCompletionRequest:
 
 
 # ---------------------------------------------------------------------- the body
+
+
+async def read_body(request: Request, *, limit: int, timeout: float) -> bytes:
+    """The whole body: a 413 past ``limit`` bytes, a 408 when it takes over ``timeout`` s."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(
+            413, f"the request body is {declared} bytes; this server accepts {limit} at most."
+        )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(
+                        413, f"the request body exceeds this server's limit of {limit} bytes."
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            408,
+            f"the request body did not arrive within {timeout:g} seconds "
+            f"({size} bytes received); send the body with the request.",
+            code="body_timeout",
+        ) from None
+    return b"".join(chunks)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

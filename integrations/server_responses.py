@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +47,9 @@ class Completion:
     return_rewards: bool
     withheld: bool = False
     """Show no profile-derived data (multi-user server, a request naming a user)."""
+    guarded: bool = False
+    """Answer as a multi-user server does: other users' data never shown, unknown and
+    unusable profiles fall back (a keyed non-admin caller, or ``multi_user``)."""
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -166,13 +169,37 @@ class Run:
     a broken 200 stream.
     """
 
-    def __init__(self, llm: PADChatModel, completion: Completion, *, multi_user: bool) -> None:
+    def __init__(
+        self,
+        llm: PADChatModel,
+        completion: Completion,
+        *,
+        multi_user: bool,
+        on_chunk: Callable[[AIMessageChunk], None] | None = None,
+        on_first: Callable[[float], None] | None = None,
+    ) -> None:
         self.completion = completion
         self.multi_user = multi_user
         self.chunks: AsyncIterator[AIMessageChunk] = llm.astream(
             completion.messages, **completion.kwargs
         )
         self.first: AIMessageChunk | None = None
+        self.on_chunk = on_chunk
+        """Sees every chunk as it arrives (the server's metrics)."""
+        self.on_first = on_first
+        """Gets the seconds from this run's creation to its first chunk."""
+        self.created = time.monotonic()
+        self.generated = 0
+        """Tokens received so far (what a cancelled answer cost)."""
+        self.prompt_tokens: int | None = None
+        """The prompt's tokens, once the last chunk has told them."""
+
+    def _seen(self, chunk: AIMessageChunk) -> None:
+        self.generated += len(chunk.response_metadata.get("token_ids", ()))
+        if chunk.usage_metadata:
+            self.prompt_tokens = chunk.usage_metadata["input_tokens"]
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
 
     async def start(self) -> bool:
         """Await the first chunk (True once it is there, or the answer is empty)."""
@@ -183,6 +210,10 @@ class Run:
         except Exception as exc:
             await self.close()
             raise library_error(exc, multi_user=self.multi_user) from exc
+        if self.on_first is not None:
+            self.on_first(time.monotonic() - self.created)
+        if self.first is not None:
+            self._seen(self.first)
         return True
 
     async def close(self) -> None:
@@ -195,6 +226,7 @@ class Run:
             if self.first is not None:
                 yield self.first
                 async for chunk in self.chunks:
+                    self._seen(chunk)
                     yield chunk
         finally:
             await self.close()  # a client that went away cancels its row

@@ -12,7 +12,20 @@ from langchain_pad.models import DEFAULT_MODEL
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from langchain_pad.integrations.server import ServerSettings, serve
+    from langchain_pad.integrations.server_auth import ApiKeys, check_bind
 
+    api_keys: ApiKeys | None = None
+    try:  # both before any model is loaded: a typo should not cost a minute
+        if args.api_keys is not None:
+            api_keys = ApiKeys.load(args.api_keys)
+        check_bind(
+            args.host,
+            keyed=api_keys is not None,
+            allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.multi_user and args.unknown_user == "error":
         print(
             "error: --multi-user falls back for unknown users (a 404 would tell which user "
@@ -32,8 +45,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not Path(resolved).is_dir():
             print(f"error: --reward-model {reward_model}: no such directory", file=sys.stderr)
             return 2
+    # --- scale-out on Ray Serve (--replicas / --ray-address): refused before any store opens
+    replicated = args.replicas is not None or args.ray_address is not None
+    replicas = 1 if args.replicas is None else args.replicas
+    if replicated and (refusal := _replica_refusal(args, replicas)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    # --- end of the Ray Serve block
     store: Any = None  # it seeds the anchors of the PersRM served, whatever its location
-    if args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
+    if replicated:
+        pass  # each replica opens its own connection to the store (see ray_serve)
+    elif args.profiles is not None and args.profiles.startswith(("postgresql://", "postgres://")):
         from langchain_pad.integrations.postgres import PostgresProfileStore
 
         store = PostgresProfileStore(args.profiles, reward_model=reward_model)
@@ -56,10 +78,95 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         profile_store=store,
         unknown_user=args.unknown_user,
         multi_user=args.multi_user,
+        api_keys=args.api_keys,
+        max_in_flight_per_key=args.max_in_flight_per_key or None,
+        tokens_per_minute_per_key=args.tokens_per_minute_per_key or None,
         body_timeout=args.body_timeout,
     )
-    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    if replicated:  # --- Ray Serve
+        return _serve_replicated(args, replicas, settings)
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+    )
     return 0
+
+
+# ---------------------------------------------------------------------- Ray Serve
+
+
+def _replica_refusal(args: argparse.Namespace, replicas: int) -> str | None:
+    """Why these replica flags cannot run, or None (checked before anything starts)."""
+    if replicas < 1:
+        return f"--replicas {replicas}: give a number of replicas >= 1"
+    if not args.replica_cpus > 0:
+        return f"--replica-cpus {args.replica_cpus}: give a number > 0 (0.5 is allowed)"
+    if args.replica_threads < 1:
+        return f"--replica-threads {args.replica_threads}: give a number of threads >= 1"
+    try:
+        from langchain_pad.integrations.ray_serve import check_profiles
+    except ImportError as exc:
+        return f"{exc} (--replicas and --ray-address run on Ray Serve)"
+    try:
+        check_profiles(args.profiles, replicas)
+    except ValueError as exc:
+        return f"--profiles {str(exc).removeprefix('profiles=')}"
+    return None
+
+
+def _serve_replicated(args: argparse.Namespace, replicas: int, settings: Any) -> int:
+    from langchain_pad.integrations.ray_serve import ReplicaOptions, serve_replicas
+
+    options = ReplicaOptions(
+        replicas=replicas,
+        cpus_per_replica=args.replica_cpus,
+        threads_per_replica=args.replica_threads,
+    )
+    try:
+        serve_replicas(
+            settings,
+            profiles=args.profiles,
+            options=options,
+            ray_address=args.ray_address,
+            host=args.host,
+            port=args.port,
+            allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+        )
+    except ValueError as exc:  # what the single-process server refuses too (a bind)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_replica_flags(serve: argparse.ArgumentParser) -> None:
+    ray = serve.add_argument_group("scale-out on Ray Serve (needs the ray extra)")
+    ray.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="serve on Ray Serve: this many replicas behind its proxy, each with its own "
+        "model and batching (more than 1 needs a postgresql:// --profiles store); "
+        "without it, one process serves",
+    )
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a "
+        "local Ray instance",
+    )
+    ray.add_argument(
+        "--replica-cpus",
+        type=float,
+        default=1.0,
+        help="Ray CPUs each replica reserves (fractional allowed); a local Ray instance gets "
+        "replicas x this many",
+    )
+    ray.add_argument(
+        "--replica-threads", type=int, default=1, help="torch threads each replica decodes with"
+    )
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,5 +213,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=10.0,
         help="seconds a request body may take to arrive (then 408)",
     )
+    serve.add_argument(
+        "--api-keys",
+        default=None,
+        metavar="FILE",
+        help='JSON file: {"KEY": "user-id", "KEY2": {"user_id": "ops", "admin": true}}; '
+        "every route but /health and /metrics then needs Authorization: Bearer KEY",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated-remote",
+        action="store_true",
+        help="without --api-keys, listen on a non-loopback --host anyway (anyone who "
+        "reaches the server may use every profile)",
+    )
+    serve.add_argument(
+        "--max-in-flight-per-key",
+        type=int,
+        default=64,
+        help="requests one key (without keys: the server) may have open at once; "
+        "more is a 429 (0: no limit)",
+    )
+    serve.add_argument(
+        "--tokens-per-minute-per-key",
+        type=int,
+        default=1_000_000,
+        help="prompt + max_tokens one key may reserve per minute; more is a 429 (0: no limit)",
+    )
     serve.add_argument("--log-level", default="info")
+    _add_replica_flags(serve)
     serve.set_defaults(handler=_cmd_serve)
