@@ -39,9 +39,11 @@ client from another:
   ``pad.user_id`` without a profile is a 404.
 - **With** ``multi_user=True`` (``serve --multi-user``) responses never name another user:
   a ``pad.preference`` match lists only the reward model's anchors in
-  ``pad.profile.matches`` / ``used`` (the blended ``w_p`` applied to the answer is still
-  shown in ``pad.weights``). A request that names a user (``user`` or ``pad.user_id``,
-  without ``pad.weights``) gets no profile-derived data at all: its ``pad`` block is
+  ``pad.profile.matches`` / ``used``, and its answer shows neither the ``w_p`` applied
+  (``pad.weights``) nor the per-axis reward summary, and refuses ``pad.return_rewards``:
+  the nearest known preference may be another user's, whose weights these would be.
+  A request that names a user (``user`` or ``pad.user_id``, without ``pad.weights``)
+  gets no profile-derived data at all: its ``pad`` block is
   exactly ``{"profile": {"requested": "user_id", "withheld": true}}`` (no weights, beta,
   summary, version or reward-model id, since anyone may send any id), and
   ``pad.return_rewards`` is refused for it (per-token rewards and features give the
@@ -314,12 +316,16 @@ class _Server:
         kwargs.update(tool_options(request))
         pad = request.pad or PadOptions()
         withheld = settings.multi_user and "user_id" in kwargs and "weights" not in kwargs
-        if withheld and pad.return_rewards:
+        # a preference in words may be answered with another user's learned w_p (the
+        # nearest profile): the weights and what gives them back stay out of the answer
+        matched = settings.multi_user and "preference" in kwargs and "weights" not in kwargs
+        if (withheld or matched) and pad.return_rewards:
             raise RequestError(
                 400,
                 "pad.return_rewards: per-token rewards and features give back the weights "
                 "applied, so this multi-user server does not return them for a request "
-                "that names a user (user or pad.user_id); send pad.weights to see yours.",
+                "that names a user (user or pad.user_id) or a preference in words "
+                "(pad.preference); send pad.weights to see yours.",
                 param="pad.return_rewards",
                 code="unsupported_parameter",
             )
@@ -333,6 +339,7 @@ class _Server:
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
             return_rewards=pad.return_rewards,
             withheld=withheld,
+            hide_weights=matched,
         )
 
     def _personalization(self, request: ChatCompletionRequest) -> dict[str, Any]:
