@@ -55,9 +55,11 @@ another):
   ``pad.user_id`` without a profile is a 404.
 - **With** ``multi_user=True`` (``serve --multi-user``) responses never name another user:
   a ``pad.preference`` match lists only the reward model's anchors in
-  ``pad.profile.matches`` / ``used`` (the blended ``w_p`` applied to the answer is still
-  shown in ``pad.weights``). A request that names a user (``user`` or ``pad.user_id``,
-  without ``pad.weights``) gets no profile-derived data at all: its ``pad`` block is
+  ``pad.profile.matches`` / ``used``, and its answer shows neither the ``w_p`` applied
+  (``pad.weights``) nor the per-axis reward summary, and refuses ``pad.return_rewards``:
+  the nearest known preference may be another user's, whose weights these would be.
+  A request that names a user (``user`` or ``pad.user_id``, without ``pad.weights``)
+  gets no profile-derived data at all: its ``pad`` block is
   exactly ``{"profile": {"requested": "user_id", "withheld": true}}`` (no weights, beta,
   summary, version or reward-model id, since anyone may send any id), and
   ``pad.return_rewards`` is refused for it (per-token rewards and features give the

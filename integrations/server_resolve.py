@@ -84,12 +84,16 @@ class CompletionResolver:
         # a keyed caller sees its own profile (or is an admin): nothing to withhold
         guarded = (settings.multi_user and not caller.keyed) or not caller.admin
         withheld = guarded and not caller.keyed and "user_id" in kwargs and "weights" not in kwargs
-        if withheld and pad.return_rewards:
+        # a preference in words may be answered with another user's learned w_p (the
+        # nearest profile): the weights and what gives them back stay out of the answer
+        matched = guarded and "preference" in kwargs and "weights" not in kwargs
+        if (withheld or matched) and pad.return_rewards:
             raise RequestError(
                 400,
                 "pad.return_rewards: per-token rewards and features give back the weights "
                 "applied, so this multi-user server does not return them for a request "
-                "that names a user (user or pad.user_id); send pad.weights to see yours.",
+                "that names a user (user or pad.user_id) or a preference in words "
+                "(pad.preference); send pad.weights to see yours.",
                 param="pad.return_rewards",
                 code="unsupported_parameter",
             )
@@ -104,6 +108,7 @@ class CompletionResolver:
             return_rewards=pad.return_rewards,
             withheld=withheld,
             guarded=guarded,
+            hide_weights=matched,
         )
 
     def _personalization(self, request: ChatCompletionRequest, caller: Caller) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class Completion:
     guarded: bool = False
     """Answer as a multi-user server does: other users' data never shown, unknown and
     unusable profiles fall back (a keyed non-admin caller, or ``multi_user``)."""
+    hide_weights: bool = False
+    """Show neither the ``w_p`` applied nor the per-axis summary that gives it back (a
+    multi-user server, a preference in words: the match may be another user's)."""
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -72,7 +75,12 @@ def _summary_pad(last: AIMessageChunk | None, completion: Completion) -> dict[st
     if last is None:
         return {}
     meta = last.response_metadata
-    return {key[4:]: value for key, value in meta.items() if key.startswith("pad_")}
+    hidden = ("pad_weights", "pad_strengths", "pad_summary") if completion.hide_weights else ()
+    return {
+        key[4:]: value
+        for key, value in meta.items()
+        if key.startswith("pad_") and key not in hidden
+    }
 
 
 def _finish_reason(last: AIMessageChunk | None, called: bool = False) -> str:

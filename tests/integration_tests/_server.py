@@ -21,14 +21,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(*args: str, log: Path, startup: float = 300.0) -> Iterator[str]:
-    """``langchain-pad serve ARGS`` in a subprocess; yields its base URL (``.../v1``)."""
+def running_server(
+    *args: str,
+    log: Path,
+    startup: float = 300.0,
+    launcher: Path | None = None,
+    started: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
+    """``langchain-pad serve ARGS`` in a subprocess; yields its base URL (``.../v1``).
+
+    ``launcher``: a script run instead of ``python -m langchain_pad.cli`` (with the same
+    arguments); ``started`` receives the process (to watch its memory, say).
+    """
     port = free_port()
-    command = [sys.executable, "-m", "langchain_pad.cli", "serve", "--port", str(port), *args]
+    program = [str(launcher)] if launcher is not None else ["-m", "langchain_pad.cli"]
+    command = [sys.executable, *program, "serve", "--port", str(port), *args]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}
         )
+        if started is not None:
+            started.append(process)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + startup

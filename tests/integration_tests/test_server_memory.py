@@ -1,0 +1,40 @@
+"""Issue 17: a server under 8 concurrent ~8,000-word personalized prompts stays under a
+stated memory ceiling, and every request is answered or refused with a clear status.
+
+Runs ``benchmarks/server_memory.py``'s measurement on a real server process (RSS of
+the process and its children, sampled every 0.1 s). The committed figure is in
+``benchmarks/results/server_memory.json``; the ceiling leaves a margin over it for a
+shared, noisy machine. Heavy (about 7 GB and over 10 minutes here): run it alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "server_memory.py"
+COMMITTED = BENCH.parent / "results" / "server_memory.json"
+MARGIN = 1.5
+"""The ceiling: the committed peak times this (issue 17's unbounded server: 10.8 GB)."""
+
+
+def test_long_concurrent_prompts_stay_under_the_memory_ceiling(tmp_path):
+    spec = importlib.util.spec_from_file_location("server_memory", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ceiling = json.loads(COMMITTED.read_text())["peak_rss_gb"] * MARGIN
+    result = bench.measure(tmp_path / "server.log")
+    assert result["alive"], "the server died under the load"
+    assert len(result["statuses"]) == bench.CONCURRENT
+    # 504: the request timeout (600 s) ran out; on this 2-core machine the committed
+    # run answered all 8 so (one wave of 4 admitted by the token budget, 4 queued)
+    assert set(result["statuses"]) <= {200, 400, 413, 503, 504}, result
+    for error in result["errors"]:
+        assert '"message"' in error, error  # a clear OpenAI-style error body
+    assert result["peak_rss_gb"] < ceiling, result
