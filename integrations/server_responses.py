@@ -91,16 +91,36 @@ def _finish_reason(last: AIMessageChunk | None, called: bool = False) -> str:
 
 
 def _wire_calls(chunks: list[Any]) -> list[dict[str, Any]]:
-    """LangChain ``tool_call_chunks`` in OpenAI's wire form (each call arrives whole)."""
-    return [
-        {
-            "index": c.get("index") or 0,
-            "id": c.get("id"),
-            "type": "function",
-            "function": {"name": c.get("name"), "arguments": c.get("args") or ""},
-        }
-        for c in chunks
-    ]
+    """LangChain ``tool_call_chunks`` as OpenAI's streamed ``delta.tool_calls``.
+
+    As OpenAI sends them: a call's first delta carries its id, type and name (and the
+    arguments so far, often ""), later ones only ``index`` and an arguments fragment;
+    the client joins the fragments of one index.
+    """
+    out: list[dict[str, Any]] = []
+    for c in chunks:
+        function: dict[str, Any] = {"arguments": c.get("args") or ""}
+        delta: dict[str, Any] = {"index": c.get("index") or 0}
+        if c.get("id") is not None:
+            delta.update(id=c["id"], type="function")
+        if c.get("name") is not None:
+            function = {"name": c["name"], **function}
+        out.append({**delta, "function": function})
+    return out
+
+
+def _whole_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+    """A whole answer's ``message.tool_calls``: each call's streamed chunks joined."""
+    calls: dict[int, dict[str, Any]] = {}
+    for c in chunks:
+        call = calls.setdefault(
+            c.get("index") or 0,
+            {"id": None, "type": "function", "function": {"name": None, "arguments": ""}},
+        )
+        call["id"] = call["id"] or c.get("id")
+        call["function"]["name"] = call["function"]["name"] or c.get("name")
+        call["function"]["arguments"] += c.get("args") or ""
+    return [calls[index] for index in sorted(calls)]
 
 
 def _usage(last: AIMessageChunk | None) -> dict[str, int]:
@@ -273,7 +293,7 @@ class Run:
                     "message": {
                         "role": "assistant",
                         "content": "".join(text) if not calls else ("".join(text) or None),
-                        **({"tool_calls": _wire_calls(calls)} if calls else {}),
+                        **({"tool_calls": _whole_calls(calls)} if calls else {}),
                     },
                     "finish_reason": _finish_reason(last, bool(calls)),
                     "logprobs": None,

@@ -59,6 +59,8 @@ class PreparedCall:
         }
         if event.record is not None:
             generation_info["pad"] = self._pad_lists(event, event.record)
+        elif self.axes is not None:
+            generation_info["pad"] = _unscored_lists(event)
         metadata = copy.deepcopy(generation_info)  # two owners, no shared lists
         content, calls = event.text, list[ToolCallChunk]()
         if self.tool_stream is not None:
@@ -128,3 +130,22 @@ class PreparedCall:
             "pad_beta": self.beta,
             "pad_summary": summarize(self.records, self.axes, weights, self.beta),
         }
+
+
+def _unscored_lists(event: TokenEvent) -> dict[str, list[Any]]:
+    """The PAD lists of a guided call's token that no guide scored (a grammar forced it).
+
+    Nulls keep the lists one entry per token, so that merged chunks still line up
+    token by token; traces read the token as unguided (no reward, not changed).
+    """
+    return {
+        "token_id": [event.token_id],
+        "token_text": [event.token_text],
+        "reward": [None],
+        "features": [None],
+        "base_logprob": [None],
+        "base_rank": [None],
+        "changed": [False],
+        "base_token_id": [None],
+        "base_token_text": [None],
+    }

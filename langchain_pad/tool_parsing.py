@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.messages import InvalidToolCall, ToolCall, ToolCallChunk
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
@@ -138,17 +139,27 @@ class ToolCallStream:
     """Streaming: text deltas in, content deltas and ``tool_call_chunks`` out.
 
     Content is released as it comes except for a tail that could be the start of
-    ``<tool_call>``; each call is emitted as one chunk (index, id, name, full args)
-    when its block closes, so chunks merge into ``tool_calls`` when ``AIMessageChunk``s
-    are added. Call :meth:`finish` at the end for what is left (a call that cannot be
-    used comes out as a chunk whose args are a JSON string, which LangChain reports as
-    an invalid tool call rather than completing it).
+    ``<tool_call>``. A call streams as ChatOpenAI's do: once ``{"name": "...",
+    "arguments": {`` has been read, one chunk opens it (index, id, name, ``args="{"``),
+    then each chunk adds the arguments' raw JSON text as it decodes (index only), so
+    that adding the ``AIMessageChunk``s joins the pieces into the call's arguments
+    (:class:`_ArgsScanner` finds where they end). A call written in another shape
+    (no grammar made it, and the keys come in another order) is emitted as one chunk
+    when its block closes.
+
+    Call :meth:`finish` at the end for what is left. A call that cannot be used (cut
+    off by the token budget, not JSON) must not merge into a runnable one, though
+    LangChain completes partial JSON when chunks merge: a call emitted whole gets
+    args that are a JSON string; a streamed one gets a last piece that no JSON
+    completion can repair (a closing bracket that matches nothing), so LangChain
+    reports it as an invalid tool call.
     """
 
     def __init__(self) -> None:
         self._buffer = ""
         self._in_call = False
         self._index = 0
+        self._open: _OpenCall | None = None
 
     def push(self, delta: str) -> tuple[str, list[ToolCallChunk]]:
         self._buffer += delta
@@ -166,12 +177,37 @@ class ToolCallStream:
                 self._buffer = self._buffer[start + len(CALL_OPEN) :]
                 self._in_call = True
             end = self._close_of_call()
+            chunks.extend(self._pieces(self._buffer if end < 0 else self._buffer[:end]))
             if end < 0:
                 break
-            chunks.append(self._chunk(self._buffer[:end]))
+            chunks.extend(self._close(self._buffer[:end]))
             self._buffer = self._buffer[end + len(CALL_CLOSE) :]
             self._in_call = False
-        return "".join(content), chunks
+        return "".join(content), _coalesce(chunks)
+
+    def _pieces(self, body: str) -> list[ToolCallChunk]:
+        """The open call's chunks that ``body`` (its text so far) makes available."""
+        out: list[ToolCallChunk] = []
+        if self._open is None:
+            head = _CALL_HEAD.match(body)
+            if head is None:
+                return out
+            try:
+                name = json.loads(f'"{head.group(1)}"')
+            except ValueError:
+                return out
+            self._open = _OpenCall(self._index, new_call_id(), head.end())
+            self._index += 1
+            out.append(
+                tool_call_chunk(name=name, args="", id=self._open.id, index=self._open.index)
+            )
+        call = self._open
+        fresh = call.scanner.feed(body[call.sent :])
+        if fresh:
+            call.sent += len(fresh)
+            call.args += fresh
+            out.append(tool_call_chunk(name=None, args=fresh, id=None, index=call.index))
+        return out
 
     def _close_of_call(self) -> int:
         """Where the open call's block ends: the first close marker after complete JSON.
@@ -192,21 +228,117 @@ class ToolCallStream:
         rest, self._buffer = self._buffer, ""
         if self._in_call:
             self._in_call = False
-            return "", [self._chunk(rest, closed=False)]
+            return "", self._close(rest, closed=False)
         return rest, []
 
-    def _chunk(self, raw: str, *, closed: bool = True) -> ToolCallChunk:
+    def _close(self, raw: str, *, closed: bool = True) -> list[ToolCallChunk]:
+        """The chunks that end a call whose block is ``raw``."""
         parsed = _parse_call(raw, closed, None)
+        call, self._open = self._open, None
+        if call is not None:
+            if parsed["type"] == "tool_call" and _loads(call.args) == parsed["args"]:
+                return []  # the streamed pieces are the whole arguments
+            return [
+                tool_call_chunk(name=None, args=call.scanner.breaker(), id=None, index=call.index)
+            ]
         index, self._index = self._index, self._index + 1
         if parsed["type"] == "tool_call":
-            return tool_call_chunk(
-                name=parsed["name"], args=json.dumps(parsed["args"]), id=parsed["id"], index=index
+            return [
+                tool_call_chunk(
+                    name=parsed["name"],
+                    args=json.dumps(parsed["args"]),
+                    id=parsed["id"],
+                    index=index,
+                )
+            ]
+        return [
+            tool_call_chunk(
+                name=parsed["name"], args=json.dumps(raw.strip()), id=parsed["id"], index=index
             )
-        # LangChain completes partial JSON args when chunks merge, which would turn a
-        # truncated call into a runnable one; args that are a JSON string cannot be.
-        return tool_call_chunk(
-            name=parsed["name"], args=json.dumps(raw.strip()), id=parsed["id"], index=index
-        )
+        ]
+
+
+_CALL_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\{)')
+"""The start of a call as the tool-call grammar writes it, up to its arguments object."""
+
+
+@dataclass
+class _OpenCall:
+    """A call being streamed: its index and id, and how much of its arguments went out."""
+
+    index: int
+    id: str
+    sent: int
+    """Characters of the block's text emitted so far (the head, then argument pieces)."""
+    args: str = ""
+    """The argument pieces emitted so far, joined."""
+    scanner: _ArgsScanner = field(default_factory=lambda: _ArgsScanner())
+
+
+class _ArgsScanner:
+    """Reads a JSON object's text piece by piece and says where it ends.
+
+    Tracks nesting, strings and escapes only (no validation: the grammar, or the
+    final parse, decides whether the call is usable).
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.in_string = False
+        self.escaped = False
+        self.done = False
+
+    def feed(self, text: str) -> str:
+        """The part of ``text`` that belongs to the arguments (all of it until they end)."""
+        for position, char in enumerate(text):
+            if self.done:
+                return text[:position]
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif char == "\\":
+                    self.escaped = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char in "{[":
+                self.stack.append("}" if char == "{" else "]")
+            elif char in "}]" and self.stack:
+                self.stack.pop()
+                self.done = not self.stack
+        return text
+
+    def breaker(self) -> str:
+        """A last piece after which no JSON completion can make the arguments an object."""
+        close_string = ('""' if self.escaped else '"') if self.in_string else ""
+        mismatch = "}" if self.stack and self.stack[-1] == "]" else "]"
+        return close_string + mismatch
+
+
+def _coalesce(chunks: list[ToolCallChunk]) -> list[ToolCallChunk]:
+    """One chunk per call: LangChain merges chunks of one index only across messages."""
+    out: list[ToolCallChunk] = []
+    for chunk in chunks:
+        if out and out[-1]["index"] == chunk["index"]:
+            last = out[-1]
+            out[-1] = tool_call_chunk(
+                name=last["name"] or chunk["name"],
+                args=(last["args"] or "") + (chunk["args"] or ""),
+                id=last["id"] or chunk["id"],
+                index=last["index"],
+            )
+        else:
+            out.append(chunk)
+    return out
+
+
+def _loads(text: str) -> object:
+    """``text`` as JSON, or None when it is not (yet) a JSON value."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _partial_suffix(text: str, marker: str) -> int:

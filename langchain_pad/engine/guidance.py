@@ -45,19 +45,25 @@ class DecodingStep:
     """``[rows, K]`` scores so far (base log-probs after repetition rules)."""
     payloads: Sequence[Any]
     """Per row, the request's ``guidance`` payload (None: leave this row alone)."""
+    rows: torch.Tensor | None = None
+    """Positions, among the wave's current rows, of the rows these candidates are for
+    (``[rows]``); None: all of them, in order. Rows whose grammar forces their next
+    tokens need no decision and are left out."""
 
 
 class GuideSession(Protocol):
     """A guide's state for one wave of rows."""
 
     def observe(self, forward: ForwardOutput) -> None:
-        """See the base model's forward pass (prefill or one decode step)."""
+        """See the base model's forward pass (prefill, or the tokens fed since: one per
+        row, or a run of forced tokens)."""
 
     def score(self, step: DecodingStep) -> torch.Tensor:
         """Return new ``[rows, K]`` candidate scores."""
 
     def records(self, chosen: torch.Tensor) -> list[PADStepRecord | None]:
-        """Per row, what to report about the chosen candidate index (``[rows]``)."""
+        """Per row of the last :meth:`score` step, what to report about the chosen
+        candidate index (``[rows]``)."""
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """Keep only these rows (indices into the current rows), in this order."""

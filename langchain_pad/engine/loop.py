@@ -11,6 +11,10 @@ This is where a token is chosen. Each step:
 6. text deltas (multi-byte safe), stop sequences, EOS, token budget; finished rows
    leave the batch and the cache.
 
+Tokens a row's grammar forces (``"name": "`` in a tool call) skip steps 2-5: they are
+taken as soon as they are known, and fed to the model several per forward where the
+wave allows it (:mod:`langchain_pad.engine.forcing`).
+
 It imports no LangChain: the chat model and the server are adapters around it.
 """
 
@@ -20,8 +24,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from langchain_pad.engine.decision import Decisions, RowFailedError, _row_error
 from langchain_pad.engine.detokenizer import IncrementalDetokenizer
-from langchain_pad.engine.guidance import DecodingStep, ForwardOutput, GuideSession, StepGuide
+from langchain_pad.engine.forcing import forced_at_decision, forced_tokens, next_feed
+from langchain_pad.engine.guidance import ForwardOutput, GuideSession, StepGuide
 from langchain_pad.engine.stops import StopMatcher
 from langchain_pad.engine.types import (
     FinishReason,
@@ -30,6 +36,8 @@ from langchain_pad.engine.types import (
     SamplingParams,
     TokenEvent,
 )
+
+__all__ = ["DecodingEngine", "PromptTooLongError", "RowErrorSink", "RowFailedError", "WaveStats"]
 
 if TYPE_CHECKING:
     import torch
@@ -40,10 +48,6 @@ if TYPE_CHECKING:
 
 class PromptTooLongError(ValueError):
     """The prompt does not leave room for a single new token in the model's context."""
-
-
-class RowFailedError(RuntimeError):
-    """One row of a batch could not be decoded; the other rows of its batch go on."""
 
 
 RowErrorSink = Callable[[int, Exception], None]
@@ -61,6 +65,8 @@ class _Row:
     generator: torch.Generator | None
     budget: int
     token_ids: list[int] = field(default_factory=list)
+    queue: list[int] = field(default_factory=list)
+    """Tokens taken (emitted, consumed by the grammar) but not yet fed to the model."""
 
     @property
     def params(self) -> SamplingParams:
@@ -78,9 +84,11 @@ class WaveStats:
     rows: int = 0
     forward_passes: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    forced_tokens: int = 0
+    """Tokens taken because a grammar forced them, without a decision step."""
 
 
-class DecodingEngine:
+class DecodingEngine(Decisions):
     """Decodes several conversations at once on one causal LM."""
 
     def __init__(
@@ -90,8 +98,12 @@ class DecodingEngine:
         *,
         eos_token_ids: frozenset[int],
         context_length: int,
+        fast_forward: bool = True,
     ) -> None:
         self.model = model
+        self.fast_forward = fast_forward
+        """Take grammar-forced tokens without a decision step, several per forward where
+        the wave allows (greedy output is the same either way; off: for benchmarks)."""
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids
         self.context_length = context_length
@@ -215,9 +227,8 @@ class DecodingEngine:
                 )
             is_prefill = False
             logits = out.logits[:, -1, :].float()
-            chosen_ids, chosen_logprobs, records = self._choose(
-                rows, logits, session, guide, failed
-            )
+            forced = forced_at_decision(rows) if self.fast_forward else {}
+            picks = self._decide(rows, logits, session, guide, failed, forced)
 
             keep: list[int] = []
             for position, row in enumerate(rows):
@@ -227,22 +238,12 @@ class DecodingEngine:
                     on_error(row.index, failed.pop(position))
                     continue
                 try:
-                    released, finish, token_text = self._advance(row, int(chosen_ids[position]))
+                    events = self._take(row, picks.get(position), forced.get(position, []), stats)
                 except Exception as exc:  # this row's own failure: the others go on
                     on_error(row.index, _row_error(exc))
                     continue
-                token_id = int(chosen_ids[position])
-                record = records[position] if records is not None else None
-                yield TokenEvent(
-                    row=row.index,
-                    token_id=token_id,
-                    text=released,
-                    logprob=float(chosen_logprobs[position]),
-                    finish_reason=finish,
-                    record=record,
-                    token_text=token_text,
-                )
-                if finish is None:
+                yield from events
+                if not events or events[-1].finish_reason is None:
                     keep.append(position)
             failed.clear()
             if not keep:
@@ -252,134 +253,56 @@ class DecodingEngine:
                 cache.batch_select_indices(index)
                 attention_mask = attention_mask[index]
                 position_ids = position_ids[index]
-                chosen_ids = chosen_ids[index]
                 if session is not None:
                     session.select_rows(index)
                 rows = [rows[p] for p in keep]
-            input_ids = chosen_ids.view(-1, 1)
+            input_ids = next_feed(rows)
+            width = input_ids.shape[1]
             attention_mask = torch.cat(
-                [attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1
+                [attention_mask, attention_mask.new_ones(len(rows), width)], dim=1
             )
-            position_ids = position_ids[:, -1:] + 1
+            position_ids = position_ids[:, -1:] + torch.arange(1, width + 1)
 
-    def _choose(
+    def _take(
         self,
-        rows: list[_Row],
-        logits: torch.Tensor,
-        session: GuideSession | None,
-        guide: StepGuide | None,
-        failed: dict[int, Exception],
-    ) -> tuple[torch.Tensor, torch.Tensor, list[PADStepRecord | None] | None]:
-        """Pick one token per row; return ids, their base log-probs and guide records.
+        row: _Row,
+        pick: tuple[int, float, PADStepRecord | None] | None,
+        forced: list[int],
+        stats: WaveStats,
+    ) -> list[TokenEvent]:
+        """This step's tokens of ``row``: its pick and what its grammar then forces.
 
-        Rows whose pick fails are put in ``failed`` (by position) and get token 0.
+        Forced tokens have no base log-prob and no guide record: no decision was made.
+        They are queued to be fed to the model; a row with tokens still queued takes
+        nothing this step.
         """
-        import torch
+        events: list[TokenEvent] = []
+        if pick is not None:
+            events.append(self._event(row, *pick))
+            if events[-1].finish_reason is None and self.fast_forward:
+                forced = forced_tokens(row.request.grammar)
+        for token_id in forced:
+            if events and events[-1].finish_reason is not None:
+                break
+            events.append(self._event(row, token_id, None, None))
+            stats.forced_tokens += 1
+        if events:
+            row.queue = [e.token_id for e in events]
+        return events
 
-        base_logprobs = torch.log_softmax(logits, dim=-1)
-        processed = self._apply_repetition_rules(rows, logits)
-        score_logprobs = (
-            base_logprobs if processed is logits else torch.log_softmax(processed, dim=-1)
+    def _event(
+        self, row: _Row, token_id: int, logprob: float | None, record: PADStepRecord | None
+    ) -> TokenEvent:
+        released, finish, token_text = self._advance(row, token_id)
+        return TokenEvent(
+            row=row.index,
+            token_id=token_id,
+            text=released,
+            logprob=logprob,
+            finish_reason=finish,
+            record=record,
+            token_text=token_text,
         )
-        allowed = self._grammar_masks(rows, failed)
-        if allowed is not None:
-            # before the candidates are taken: PAD only ever scores what the grammar
-            # allows (picks and samples renormalize over the candidates, so masking the
-            # log-probs needs no second softmax over the vocabulary)
-            score_logprobs = score_logprobs.masked_fill(~allowed, float("-inf"))
-        per_row_k = [self._candidate_count(r, guide) for r in rows]
-        k = max(per_row_k)
-        scores, candidate_ids = score_logprobs.topk(k, dim=-1)
-        candidate_base = base_logprobs.gather(1, candidate_ids)
-        if session is not None:
-            scores = session.score(
-                DecodingStep(
-                    candidate_ids=candidate_ids,
-                    base_logprobs=candidate_base,
-                    scores=scores,
-                    payloads=[r.request.guidance for r in rows],
-                )
-            )
-        if any(kr < k for kr in per_row_k):
-            limits = torch.tensor(per_row_k).unsqueeze(1)
-            beyond = torch.arange(k).unsqueeze(0) >= limits
-            scores = scores.masked_fill(beyond, float("-inf"))
-        # +inf or NaN can only come from a guide's arithmetic on one row's values (a huge
-        # beta, a broken reward model): that row fails, the others are decoded as usual.
-        broken = (torch.isnan(scores) | (scores == float("inf"))).any(dim=1).tolist()
-        chosen = torch.zeros(len(rows), dtype=torch.long)
-        for position, row in enumerate(rows):
-            if broken[position]:
-                failed[position] = RowFailedError(
-                    "the guided scores of this request are not finite numbers; lower its "
-                    "beta or its preference weights."
-                )
-                continue
-            try:
-                chosen[position] = self._pick(row, scores[position])
-            except Exception as exc:  # this row's own failure: the others go on
-                failed[position] = _row_error(exc)
-        records = session.records(chosen) if session is not None else None
-        rows_index = torch.arange(len(rows))
-        return (
-            candidate_ids[rows_index, chosen],
-            candidate_base[rows_index, chosen],
-            records,
-        )
-
-    def _candidate_count(self, row: _Row, guide: StepGuide | None) -> int:
-        if row.params.top_k is not None:
-            return min(row.params.top_k, self.vocab_size)
-        if row.guided and guide is not None:
-            return min(guide.default_candidates, self.vocab_size)
-        return 1 if row.params.greedy else self.vocab_size
-
-    def _pick(self, row: _Row, scores: torch.Tensor) -> int:
-        """Greedy argmax, or temperature + top-p over the candidates, then a seeded draw."""
-        import torch
-        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
-
-        if row.params.greedy:
-            return int(scores.argmax())
-        warped = scores.unsqueeze(0)
-        warped = TemperatureLogitsWarper(row.params.temperature)(None, warped)
-        if row.params.top_p < 1.0:
-            warped = TopPLogitsWarper(row.params.top_p)(None, warped)
-        probs = torch.softmax(warped, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=row.generator)[0, 0])
-
-    def _apply_repetition_rules(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
-        import torch
-        from transformers import RepetitionPenaltyLogitsProcessor
-
-        if all(r.params.repetition_penalty == 1.0 for r in rows):
-            return logits
-        processed = logits.clone()
-        for position, row in enumerate(rows):
-            if row.params.repetition_penalty == 1.0:
-                continue
-            history = torch.tensor([list(row.request.prompt_ids) + row.token_ids])
-            processor = RepetitionPenaltyLogitsProcessor(row.params.repetition_penalty)
-            processed[position] = processor(history, processed[position : position + 1])[0]
-        return processed
-
-    def _grammar_masks(self, rows: list[_Row], failed: dict[int, Exception]) -> torch.Tensor | None:
-        """``bool[rows, vocab]`` of the tokens each row's grammar allows; None: no grammars."""
-        import torch
-
-        if all(r.request.grammar is None for r in rows):
-            return None
-        mask = torch.ones(len(rows), self.vocab_size, dtype=torch.bool)
-        for position, row in enumerate(rows):
-            if row.request.grammar is None:
-                continue
-            try:
-                row_mask = row.request.grammar.allowed_mask()
-                mask[position, : row_mask.shape[0]] = row_mask
-                mask[position, row_mask.shape[0] :] = False
-            except Exception as exc:  # this row's own failure: the others go on
-                failed[position] = _row_error(exc)
-        return mask
 
     def _advance(self, row: _Row, token_id: int) -> tuple[str, FinishReason | None, str]:
         """Record a chosen token.
@@ -446,12 +369,3 @@ class DecodingEngine:
 
 def _raise(_row: int, error: Exception) -> None:
     raise error
-
-
-def _row_error(exc: Exception) -> Exception:
-    """A row's failure as its caller sees it: request errors as they are, others wrapped."""
-    if isinstance(exc, ValueError | TypeError | RowFailedError):
-        return exc
-    error = RowFailedError(f"decoding this request failed: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error

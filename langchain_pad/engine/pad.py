@@ -157,11 +157,30 @@ class _Group:
         )
         self.adapted = adapted[:, -1]
 
-    def phi(self, candidate_ids: torch.Tensor, base_logprobs: torch.Tensor) -> torch.Tensor:
-        """``phi(s, a)`` for this group's rows and candidates: ``[G, K, d]`` (eq. 5)."""
+    def among(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Where this group's rows sit in a step over ``rows`` (None: all the wave's rows).
+
+        Returns their positions in the step and which of the group's rows they are
+        (None: all, in order); both empty when none of them is in the step.
+        """
+        if rows is None:
+            return self.index, None
+        where = {int(p): i for i, p in enumerate(rows.tolist())}
+        pairs = [(where[p], m) for m, p in enumerate(self.positions) if p in where]
+        at = torch.tensor([a for a, _ in pairs], dtype=torch.long)
+        return at, torch.tensor([m for _, m in pairs], dtype=torch.long)
+
+    def phi(
+        self,
+        candidate_ids: torch.Tensor,
+        base_logprobs: torch.Tensor,
+        members: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``phi(s, a)`` for this group's rows (or ``members`` of them): ``[G, K, d]`` (eq. 5)."""
         if self.adapted is None:
             raise RuntimeError("PADSession.score called before observe(): no hidden state yet.")
-        per_axis = self.rm.axis_hidden(self.adapted)  # [G, d, H]
+        adapted = self.adapted if members is None else self.adapted[members]
+        per_axis = self.rm.axis_hidden(adapted)  # [G, d, H]
         lm_head = self.rm.lm_head_weight
         if self.normalize == "candidates":
             embeddings = lm_head[candidate_ids]  # [G, K, H]
@@ -231,7 +250,7 @@ class PADSession:
         self.groups = list(groups.values())
         for group in self.groups:
             group.freeze()
-        self._chosen_parts: list[tuple[_Group, torch.Tensor, torch.Tensor]] = []
+        self._chosen_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._base_logprobs: torch.Tensor | None = None
         self._base_choice: torch.Tensor | None = None
 
@@ -243,17 +262,22 @@ class PADSession:
         reward = torch.zeros_like(step.scores)
         self._chosen_parts = []
         for group in self.groups:
-            index = group.index
-            phi = group.phi(step.candidate_ids[index], step.base_logprobs[index])  # [G, K, d]
-            r = group.beta_vector.unsqueeze(1) * (phi @ group.weight_matrix.unsqueeze(-1))[..., 0]
+            at, members = group.among(step.rows)
+            if len(at) == 0:
+                continue  # none of this group's rows is decided at this step
+            phi = group.phi(step.candidate_ids[at], step.base_logprobs[at], members)  # [G, K, d]
+            weights, betas = group.weight_matrix, group.beta_vector
+            floors = group.floor_vector
+            if members is not None:
+                weights, betas, floors = weights[members], betas[members], floors[members]
+            r = betas.unsqueeze(1) * (phi @ weights.unsqueeze(-1))[..., 0]
             # The plausibility floor, relative to the best candidate's (penalized, masked)
             # score: column 0, as candidates come best first. The best candidate always
             # passes, so a zero reward still picks what plain decoding picks.
-            scores = step.scores[index]
-            implausible = scores < scores[:, :1] + group.floor_vector.unsqueeze(1)
-            r = r.masked_fill(implausible, float("-inf"))
-            reward[index] = r  # eq. 6
-            self._chosen_parts.append((group, phi, r))
+            scores = step.scores[at]
+            r = r.masked_fill(scores < scores[:, :1] + floors.unsqueeze(1), float("-inf"))
+            reward[at] = r  # eq. 6
+            self._chosen_parts.append((at, phi, r))
         self._base_logprobs = step.base_logprobs
         # Candidates come best base score first: column 0 is what the base model would
         # have picked here, kept so explanations can name the token PAD replaced.
@@ -261,7 +285,8 @@ class PADSession:
         return step.scores + reward  # eq. 7
 
     def records(self, chosen: torch.Tensor) -> list[PADStepRecord | None]:
-        """Per row: the chosen candidate's reward, ``phi``, base log-prob and rank."""
+        """Per row of the last step: the chosen candidate's reward, ``phi``, base log-prob
+        and rank."""
         out: list[PADStepRecord | None] = [None] * len(chosen)
         if self._base_logprobs is None or self._base_choice is None:
             return out
@@ -269,12 +294,12 @@ class PADSession:
         rows = torch.arange(len(chosen))
         base = self._base_logprobs[rows, chosen].tolist()
         base_choice = self._base_choice.tolist()
-        for group, phi, reward in self._chosen_parts:
-            local = torch.arange(len(group.positions))
-            picked = chosen[group.index]
+        for at, phi, reward in self._chosen_parts:
+            local = torch.arange(len(at))
+            picked = chosen[at]
             rewards = reward[local, picked].tolist()
             features = phi[local, picked].tolist()
-            for i, row in enumerate(group.positions):
+            for i, row in enumerate(at.tolist()):
                 out[row] = PADStepRecord(
                     reward=rewards[i],
                     features=tuple(features[i]),

@@ -93,6 +93,9 @@ class RowGrammar(Protocol):
     def is_stopped(self) -> bool:
         """The grammar has ended: nothing but the end of the answer can follow."""
 
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar dictates next, in order, not yet consumed ([]: a choice)."""
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -126,11 +129,14 @@ class TokenEvent:
     row: int
     token_id: int
     text: str
-    logprob: float
-    """Log-probability of the token under the base model (before any guidance)."""
+    logprob: float | None
+    """Log-probability of the token under the base model (before any guidance); None
+    for a token the row's grammar forced, which the loop takes without asking the model
+    (see :mod:`langchain_pad.engine.forcing`)."""
     finish_reason: FinishReason | None = None
     record: PADStepRecord | None = None
-    """Per-token data the step guides attached (e.g. PAD rewards); None without guides."""
+    """Per-token data the step guides attached (e.g. PAD rewards); None without guides,
+    and for tokens a grammar forced (no guide scored them)."""
     token_text: str = ""
     """This token's own share of the decoded text, before stop sequences hold text back.
 
@@ -146,7 +152,7 @@ class GenerationOutput:
 
     token_ids: list[int]
     text: str
-    logprobs: list[float]
+    logprobs: list[float | None]
     finish_reason: FinishReason
     prompt_tokens: int
     records: list[PADStepRecord] = field(default_factory=list)

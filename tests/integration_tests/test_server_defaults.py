@@ -108,7 +108,10 @@ def test_tools_in_the_openai_wire_format(server):
     assert isinstance(json.loads(call.function.arguments)["city"], str)
     streamed = [c for c in client.chat.completions.create(**ask, stream=True) if c.choices]
     deltas = [d for c in streamed for d in (c.choices[0].delta.tool_calls or [])]
-    assert [d.function.name for d in deltas] == ["get_weather"]
+    # as OpenAI streams a call: id and name first, then the arguments in fragments
+    assert deltas[0].id and deltas[0].function.name == "get_weather"
+    assert len(deltas) > 3 and all(d.id is None and d.function.name is None for d in deltas[1:])
+    assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
     assert streamed[-1].choices[0].finish_reason == "tool_calls"
     # the result goes back as a tool message; the answer is prose
     follow = client.chat.completions.create(
@@ -133,6 +136,15 @@ def test_langchain_chat_openai_binds_tools_against_the_server(server):
     llm = ChatOpenAI(base_url=server, api_key="unused", model=MODEL, max_tokens=64, temperature=0)
     message = llm.bind_tools([WEATHER], tool_choice="any").invoke("Weather in Rome?")
     assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
+    # ChatOpenAI's own stream: argument fragments merge into the same call
+    chunks = list(llm.bind_tools([WEATHER], tool_choice="any").stream("Weather in Rome?"))
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    assert sum(bool(c.tool_call_chunks) for c in chunks) > 3
+    assert [(c["name"], c["args"]) for c in total.tool_calls] == [
+        (c["name"], c["args"]) for c in message.tool_calls
+    ]
 
     class City(BaseModel):
         name: str

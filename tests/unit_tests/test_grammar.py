@@ -211,6 +211,30 @@ def test_tighten_schema_caps_free_strings_and_closes_objects():
     assert tighten_schema(schema) == schema and tighten_schema(schema) is not schema
 
 
+def test_budgeted_integers_get_json_safe_bounds_and_close(compiler, tokenizer):
+    from langchain_pad.engine.grammar_specs import MAX_SAFE_INTEGER, tighten_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer"},
+            "small": {"type": "integer", "maximum": 9},
+            "maybe": {"type": ["integer", "null"]},
+        },
+        "required": ["n"],
+    }
+    props = tighten_schema(schema, max_string_length=10)["properties"]
+    assert (props["n"]["minimum"], props["n"]["maximum"]) == (-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    assert props["small"] == {"type": "integer", "maximum": 9}
+    assert props["maybe"]["maximum"] == MAX_SAFE_INTEGER
+    assert "maximum" not in tighten_schema(schema)["properties"]["n"]  # no budget: as given
+    grammar = compiler.compile(JSONSchemaGrammar(schema, max_string_length=10))
+    drive(grammar, tokenizer.encode('{"n": ' + "4" * 16))
+    assert not grammar.allowed_mask()[tokenizer.encode("4")[0]]  # a 17th digit would not fit
+    drive(grammar, tokenizer.encode("}"))
+    assert grammar.is_accepting()
+
+
 def test_capped_string_closes(compiler, tokenizer):
     grammar = compiler.compile(
         JSONSchemaGrammar(
