@@ -83,7 +83,9 @@ class ApiKeys:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise ValueError(f"API keys file {path}: cannot be read ({reason}).") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_pairs)
+        except _RepeatedKey as exc:
+            raise ValueError(f"API keys file {path}: {exc}") from None
         except ValueError as exc:
             # the message carries a position, never the text around it (it holds keys)
             where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
@@ -114,6 +116,21 @@ class ApiKeys:
         if found is None:
             raise _unauthorized("the API key is not valid for this server.")
         return found
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any] | list[tuple[str, Any]]:
+    """JSON objects as dicts, refusing a repeated name (``json`` would keep the last one
+    silently, and the earlier key's user would lose access without a word)."""
+    seen: set[str] = set()
+    for position, (name, _) in enumerate(pairs, start=1):
+        if name in seen:
+            raise _RepeatedKey(f"entry {position} repeats an earlier key.")
+        seen.add(name)
+    return dict(pairs)
 
 
 def _entry(value: Any, where: str) -> tuple[str, bool]:

@@ -96,6 +96,8 @@ class ServerMetrics:
         )
         self.guided_total = 0
         self.changed_total = 0
+        self.runtime = runtime
+        self._seen_waves = 0
         self.registry.register(_RuntimeCollector(runtime, self))
 
     def chunk(self, chunk: AIMessageChunk) -> None:
@@ -113,31 +115,35 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         """The exposition (the runtime's new waves are read first)."""
+        self._observe_waves()
         return generate_latest(self.registry)
 
-
-class _RuntimeCollector:
-    """The runtime's totals at scrape time, and its new waves into ``pad_batch_size``."""
-
-    def __init__(self, runtime: PADRuntime, metrics: ServerMetrics) -> None:
-        self.runtime = runtime
-        self.metrics = metrics
-        self._seen_waves = 0
-
-    def describe(self) -> list[Metric]:
-        return []  # registering must not read the runtime (it may not be loaded yet)
-
-    def collect(self) -> Iterator[Metric]:
+    def _observe_waves(self) -> None:
+        """The waves started since the last scrape, into ``pad_batch_size``."""
         stats = self.runtime.stats()
-        totals = stats["totals"]
-        waves = int(totals["waves"])
+        waves = int(stats["totals"]["waves"])
         if waves < self._seen_waves:  # the runtime was closed and restarted
             self._seen_waves = 0
         sizes = list(stats["wave_sizes"])
         new = min(waves - self._seen_waves, len(sizes))
         for size in sizes[len(sizes) - new :] if new > 0 else []:
-            self.metrics.batch_size.observe(size)
+            self.batch_size.observe(size)
         self._seen_waves = waves
+
+
+class _RuntimeCollector:
+    """The runtime's totals at scrape time."""
+
+    def __init__(self, runtime: PADRuntime, metrics: ServerMetrics) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not read the runtime (it may not be loaded yet)
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.runtime.stats()["totals"]
+        waves = int(totals["waves"])
         yield CounterMetricFamily("pad_waves", "Waves (batches) the runtime started.", value=waves)
         yield CounterMetricFamily(
             "pad_forward_passes",

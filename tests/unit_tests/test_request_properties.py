@@ -269,7 +269,7 @@ def client(tiny_model, byte_tokenizer, tiny_persrm_dir):
     ref = reward_model_ref(tiny_persrm_dir)
     anchors = [a.model_copy(update={"reward_model": ref}) for a in ANCHORS]
     store = InMemoryProfileStore(embedder=HashingEmbedder(), anchors=anchors)
-    store.put(PreferenceProfile(user_id="ana-7f3e", weights={"expertise": 1.5}, reward_model=ref))
+    store.put(PreferenceProfile(user_id="ana-7f3e", weights={"expertise": 0.75}, reward_model=ref))
     runtime = PADRuntime.from_loaded(loaded)
     llm = PADChatModel(runtime=runtime, reward_model=tiny_persrm_dir, profile_store=store)
     settings_ = ServerSettings(max_tokens_limit=6, batch_window=0.0, max_request_bytes=100_000)
