@@ -27,7 +27,7 @@ QUESTIONS = [
     "What is inflation?",
     "Why is the sky blue?",
 ]
-POLES = {"elementary": {"expertise": -2.0}, "expert": {"expertise": 2.0}}
+POLES = {"elementary": {"expertise": -1.0}, "expert": {"expertise": 1.0}}  # the poles
 
 
 def main(max_tokens: int = 32) -> None:

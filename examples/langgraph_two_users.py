@@ -37,7 +37,7 @@ def main(max_tokens: int = 48) -> None:
         PreferenceProfile(
             user_id="ana@example.org",
             description="I'm an astrophysicist: precise terms, short answers.",
-            weights={"expertise": 4.0, "informativeness": -4.0},
+            weights={"expertise": 1.0, "informativeness": -1.0},
             reward_model=ref,
         )
     )
@@ -46,7 +46,7 @@ def main(max_tokens: int = 48) -> None:
             user_id="ben",
             description="I'm ten: simple words and tell me everything, please.",
             aliases=["explain it like I'm a kid"],
-            weights={"expertise": -4.0, "informativeness": 4.0},
+            weights={"expertise": -1.0, "informativeness": 1.0},
             reward_model=ref,
         )
     )

@@ -46,7 +46,7 @@ def main(max_tokens: int = 48) -> None:
         print(f"[models] {model}")
 
         # one answer per user: the `pad` object carries the user's w_p
-        for name, weights in (("expert", {"expertise": 2.0}), ("beginner", {"expertise": -2.0})):
+        for name, weights in (("expert", {"expertise": 1.0}), ("beginner", {"expertise": -1.0})):
             reply = client.chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": QUESTION}],
@@ -63,7 +63,7 @@ def main(max_tokens: int = 48) -> None:
             max_tokens=max_tokens,
             temperature=0,
             stream=True,
-            extra_body={"pad": {"weights": {"expertise": 2.0}, "return_rewards": True}},
+            extra_body={"pad": {"weights": {"expertise": 1.0}, "return_rewards": True}},
         )
         changed = 0
         print("[stream] ", end="")

@@ -26,8 +26,8 @@ def main(max_tokens: int = 48) -> None:
     persrm = reward_model_dir()
     ref = reward_model_ref(resolve_reward_model(persrm))
     store = InMemoryProfileStore(reward_model=persrm)  # seeds its anchors, if it has any
-    store.put(PreferenceProfile(user_id="ana", weights={"expertise": 2.0}, reward_model=ref))
-    store.put(PreferenceProfile(user_id="ben", weights={"expertise": -2.0}, reward_model=ref))
+    store.put(PreferenceProfile(user_id="ana", weights={"expertise": 1.0}, reward_model=ref))
+    store.put(PreferenceProfile(user_id="ben", weights={"expertise": -1.0}, reward_model=ref))
 
     llm = PADChatModel(max_tokens=max_tokens, reward_model=persrm, profile_store=store)
     prompt = ChatPromptTemplate.from_messages(
@@ -35,8 +35,8 @@ def main(max_tokens: int = 48) -> None:
     )
 
     # 1. weights bound to the model: one chain per preference
-    expert_chain = prompt | llm.bind(weights={"expertise": 2.0}) | StrOutputParser()
-    print(f"[weights expertise=+2] {expert_chain.invoke({'question': QUESTION})}")
+    expert_chain = prompt | llm.bind(weights={"expertise": 1.0}) | StrOutputParser()
+    print(f"[weights expertise=+1] {expert_chain.invoke({'question': QUESTION})}")
 
     # 2. one chain for everyone; the user id travels in the config
     chain = prompt | llm | StrOutputParser()

@@ -26,10 +26,10 @@ def main(path: Path) -> None:
             (
                 "ana",
                 "I'm a cardiologist: skip the basics, use the medical terms.",
-                {"expertise": 2.0},
+                {"expertise": 1.0},
             ),
-            ("ben", "Short answers please, just the bottom line.", {"informativeness": -2.0}),
-            ("cleo", "Tell me everything, with all the background.", {"informativeness": 2.0}),
+            ("ben", "Short answers please, just the bottom line.", {"informativeness": -0.5}),
+            ("cleo", "Tell me everything, with all the background.", {"informativeness": 1.0}),
         ):
             store.put(
                 PreferenceProfile(
@@ -38,7 +38,7 @@ def main(path: Path) -> None:
             )
         # a second save makes version 2; version 1 stays in the history
         ben = store.require("ben")
-        store.put(ben.model_copy(update={"weights": {"informativeness": -2.5}}))
+        store.put(ben.model_copy(update={"weights": {"informativeness": -1.0}}))
 
     with SQLiteProfileStore(path) as store:  # reopened: everything is still there
         ben = store.require("ben")

@@ -60,7 +60,7 @@ def glossary(term: str) -> str:
 
 USERS = {
     "kid": PADContext(preference="explain it like I'm five"),
-    "expert": PADContext(weights={"expertise": 6.0}),
+    "expert": PADContext(weights={"expertise": 1.0}),
 }
 
 

@@ -11,7 +11,7 @@ handler = TokenRewardHandler()
 llm = PADChatModel(reward_model="my-persrm", max_tokens=64)
 llm.invoke("Explain a rainbow.", weights={"expertise": 0.0},
            config={"callbacks": [handler], "metadata": {"pad_label": "base"}})
-llm.invoke("Explain a rainbow.", weights={"expertise": 3.0},
+llm.invoke("Explain a rainbow.", weights={"expertise": 1.0},
            config={"callbacks": [handler], "metadata": {"pad_label": "expert"}})
 render_html(*handler.traces, path="rainbow.html")
 handler.table()  # {"run_id": [...], "text": [...], "reward": [...], "phi:expertise": ...}

@@ -5,7 +5,7 @@ from langchain_pad import PADChatModel, PADRuntime
 
 runtime = PADRuntime(max_batch_size=16, batch_window=0.01)
 plain = PADChatModel(runtime=runtime)
-personal = PADChatModel(runtime=runtime, weights={"expertise": -6.0})
+personal = PADChatModel(runtime=runtime, weights={"expertise": -1.0})
 # plain and personalized calls decode in the same waves, on the same thread
 ```
 

@@ -28,13 +28,8 @@ PERTURBED_AXES = ["expertise", "informativeness", "style"]
 
 @pytest.fixture(scope="session")
 def perturbed_reward_model_dir(loaded, tmp_path_factory) -> str:
-    """An untrained PersRM with deterministically perturbed heads: non-zero rewards."""
-    import torch
+    """An untrained PersRM with deterministically perturbed heads: non-zero rewards;
+    calibrated uniformly (strength 1 is raw 4, see ``_persrm.save_perturbed``)."""
+    from ._persrm import save_perturbed
 
-    from langchain_pad.reward_model import PersonalizedRewardModel
-
-    rm = PersonalizedRewardModel(loaded.model, PERTURBED_AXES, beta=1.0, adapted_layers=4)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        rm.heads.add_(0.02 * torch.randn(rm.heads.shape, generator=generator))
-    return str(rm.save(tmp_path_factory.mktemp("perturbed-persrm")))
+    return save_perturbed(loaded, tmp_path_factory.mktemp("perturbed-persrm"))

@@ -34,8 +34,8 @@ def agent():
 def test_two_users_with_opposite_preferences_get_the_tool_result_their_own_way(agent):
     answers = {}
     for name, context in {
-        "elementary": PADContext(weights={"expertise": -6.0}),
-        "expert": PADContext(weights={"expertise": 6.0}),
+        "elementary": PADContext(weights={"expertise": -1.0}),
+        "expert": PADContext(weights={"expertise": 1.0}),
     }.items():
         state = agent.invoke({"messages": [("user", "What is 12 * 7?")]}, context=context)
         tool_results = [m.content for m in state["messages"] if m.type == "tool"]

@@ -45,7 +45,7 @@ def answer_of(lines: list[str], prefix: str) -> str:
 
 def test_personalized_chain_answers_each_user_in_one_chain():
     lines = run_example("personalized_chain.py", "16")
-    bound = answer_of(lines, "[weights expertise=+2]")
+    bound = answer_of(lines, "[weights expertise=+1]")
     assert answer_of(lines, "[user ana]") == bound  # ana's stored w_p is the same
     assert answer_of(lines, "[batch ana]") == bound  # batched with ben, still hers
     assert answer_of(lines, "[batch ben]") != bound
@@ -66,7 +66,7 @@ def test_langgraph_agent_serves_two_users():
 
 def test_profiles_are_saved_retrieved_and_matched(tmp_path):
     lines = run_example("profiles.py", str(tmp_path / "profiles.sqlite3"))
-    assert "informativeness': -2.5" in answer_of(lines, "[get] ben v2:")
+    assert "informativeness': -1.0" in answer_of(lines, "[get] ben v2:")
     assert answer_of(lines, "[list]") == "['ana', 'ben', 'cleo']"
     matches = [line for line in lines if line.startswith("[match]")]
     assert any("-> ana" in m for m in matches)

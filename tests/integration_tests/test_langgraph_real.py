@@ -18,16 +18,16 @@ from langchain_pad.embeddings import SentenceTransformerEmbedder
 from langchain_pad.integrations.langgraph import LangGraphProfileStore, PADContext, chat_node
 from langchain_pad.profiles import PreferenceProfile, reward_model_ref
 
-from ._persrm import perturbed_reward_model
+from ._persrm import save_perturbed
 
-ANA = {"expertise": 3.0, "style": -2.0}
-BEN = {"expertise": -3.0, "style": 2.0}
+ANA = {"expertise": 0.75, "style": -0.5}  # strengths: raw / 4 on the test PersRM
+BEN = {"expertise": -0.75, "style": 0.5}
 QUESTION = "What is gravity?"
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(loaded, tmp_path_factory):
-    return str(perturbed_reward_model(loaded).save(tmp_path_factory.mktemp("persrm")))
+    return save_perturbed(loaded, tmp_path_factory.mktemp("persrm"))
 
 
 @pytest.fixture(scope="module")

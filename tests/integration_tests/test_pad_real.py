@@ -37,7 +37,11 @@ def reward_model(loaded) -> PersonalizedRewardModel:
 
 @pytest.fixture(scope="module")
 def reward_model_dir(reward_model, tmp_path_factory):
-    return str(reward_model.save(tmp_path_factory.mktemp("persrm")))
+    from langchain_pad.calibration import PoleCalibration, write_calibration
+
+    path = reward_model.save(tmp_path_factory.mktemp("persrm"))
+    write_calibration(path, PoleCalibration.uniform(AXES, 4.0))  # strength 1 = raw 4
+    return str(path)
 
 
 def test_zero_weights_equal_plain_decoding_through_the_chat_model(reward_model_dir):
@@ -51,7 +55,7 @@ def test_zero_weights_equal_plain_decoding_through_the_chat_model(reward_model_d
 
 def test_pad_data_in_every_chunk_and_in_the_merged_message(reward_model_dir):
     pad = PADChatModel(max_tokens=24, reward_model=reward_model_dir)
-    weights = {"expertise": 3.0, "style": -2.0}
+    weights = {"expertise": 0.75, "style": -0.5}  # raw 3 and -2 (calibration: 4 per pole)
     chunks = list(pad.stream("Explain what a black hole is.", weights=weights))
     merged = chunks[0]
     for chunk in chunks[1:]:
@@ -83,7 +87,7 @@ def test_unknown_axis_is_a_clear_error(reward_model_dir):
 
 def test_bound_weights_and_beta(reward_model_dir):
     pad = PADChatModel(max_tokens=16, reward_model=reward_model_dir)
-    bound = pad.bind(weights=[2.0, 0.0, 0.0], beta=0.5)
+    bound = pad.bind(weights=[0.5, 0.0, 0.0], beta=0.5)  # raw 2
     result = bound.invoke("Name a planet.")
     assert result.response_metadata["pad_beta"] == 0.5
     record_rewards = result.response_metadata["pad"]["reward"]

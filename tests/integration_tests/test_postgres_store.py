@@ -156,15 +156,15 @@ def test_the_server_resolves_users_in_postgres(conninfo, loaded, tmp_path):
     openai = pytest.importorskip("openai")
     from langchain_pad.profiles import PreferenceProfile, reward_model_ref
 
-    from ._persrm import perturbed_reward_model
+    from ._persrm import save_perturbed
     from ._server import running_server
 
-    persrm = str(perturbed_reward_model(loaded).save(tmp_path / "persrm"))
+    persrm = save_perturbed(loaded, tmp_path / "persrm")
     store = PostgresProfileStore(conninfo, embedder=HashingEmbedder())
     store.put(
         PreferenceProfile(
             user_id="ana@example.org",
-            weights={"expertise": 3.0},
+            weights={"expertise": 0.75},
             reward_model=reward_model_ref(persrm),
         )
     )
@@ -183,7 +183,7 @@ def test_the_server_resolves_users_in_postgres(conninfo, loaded, tmp_path):
             )
 
         by_user = ask(user="ana@example.org")
-        by_weights = ask(extra_body={"pad": {"weights": {"expertise": 3.0}}})
+        by_weights = ask(extra_body={"pad": {"weights": {"expertise": 0.75}}})
     assert by_user.choices[0].message.content == by_weights.choices[0].message.content
     assert by_user.model_extra["pad"]["profile"]["user_id"] == "ana@example.org"
 

@@ -31,7 +31,7 @@ from langchain_pad.integrations.postgres import PostgresProfileStore
 from langchain_pad.integrations.ray_serve import REPLICA_HEADER
 from langchain_pad.profiles import PreferenceProfile, reward_model_ref
 
-from ._persrm import perturbed_reward_model
+from ._persrm import save_perturbed
 from ._postgres import postgres_bin, throwaway_postgres
 from ._server import free_port
 
@@ -43,7 +43,10 @@ QUESTIONS = ["What is gravity?", "Describe a cat.", "How do plants grow?", "What
 USERS = {
     f"user{i:02d}": {"expertise": e, "informativeness": inf, "style": s}
     for i, (e, inf, s) in enumerate(
-        (e, inf, s) for e in (-2.0, 2.0) for inf in (-1.5, 1.5) for s in (-2.5, 0.0, 1.0, 2.5)
+        (e, inf, s)
+        for e in (-0.5, 0.5)
+        for inf in (-0.375, 0.375)
+        for s in (-0.625, 0.0, 0.25, 0.625)
     )
 }
 
@@ -90,7 +93,7 @@ def database():
 
 @pytest.fixture(scope="module")
 def persrm(loaded, tmp_path_factory):
-    return str(perturbed_reward_model(loaded).save(tmp_path_factory.mktemp("persrm")))
+    return save_perturbed(loaded, tmp_path_factory.mktemp("persrm"))
 
 
 @pytest.fixture(scope="module")

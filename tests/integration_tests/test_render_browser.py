@@ -37,7 +37,7 @@ def real_traces(perturbed_reward_model_dir) -> list[RunTrace]:
     question = "Explain what a black hole is."
     for label, weights in [
         ("base", {}),
-        ("PAD: expert, not friendly", {"expertise": 3.0, "style": -2.0}),
+        ("PAD: expert, not friendly", {"expertise": 0.75, "style": -0.5}),
     ]:
         llm.invoke(
             question,

@@ -41,8 +41,8 @@ def test_plain_and_personalized_calls_use_one_runtime_and_one_thread():
     threads_before = decoder_threads()
     started_before = llm.get_runtime().stats()["decoding_threads"]
     llm.invoke("Hi!")
-    llm.invoke("Hi!", weights={"expertise": 6.0})
-    llm.bind(weights={"informativeness": -2.0}).invoke("Hi!")
+    llm.invoke("Hi!", weights={"expertise": 1.0})
+    llm.bind(weights={"informativeness": -1.0}).invoke("Hi!")
     runtime = llm.get_runtime()
     assert runtime is PADRuntime.shared()
     assert [r for r in PADRuntime.shared_runtimes() if r.model == runtime.model] == [runtime]
@@ -56,7 +56,7 @@ def test_plain_and_personalized_calls_use_one_runtime_and_one_thread():
 def test_a_personalized_batch_is_one_wave(runtime):
     llm = PADChatModel(runtime=runtime, max_tokens=6)
     prompts = [f"Explain topic number {i}." for i in range(8)]
-    answers = llm.batch(prompts, weights={"expertise": -6.0})
+    answers = llm.batch(prompts, weights={"expertise": -1.0})  # the pole: raw -6
     assert runtime.scheduler.wave_sizes[-1] == 8
     assert all(a.response_metadata["pad_weights"]["expertise"] == -6.0 for a in answers)
 
@@ -66,7 +66,7 @@ def test_four_plain_and_four_personalized_callers_share_waves(runtime):
     results: dict[int, object] = {}
 
     def call(i: int) -> None:
-        kwargs = {"weights": {"expertise": 6.0 if i % 2 else -6.0}} if i >= 4 else {}
+        kwargs = {"weights": {"expertise": 1.0 if i % 2 else -1.0}} if i >= 4 else {}
         results[i] = llm.invoke(f"What is a number {i}?", **kwargs)
 
     waves_before = runtime.stats()["totals"]["waves"]
@@ -105,13 +105,19 @@ def test_a_store_at_an_explicit_path_matches_free_text(tmp_path):
 
 def test_greedy_answers_are_unchanged_by_the_runtime(runtime):
     reference = json.loads(REFERENCE.read_text())
-    llm = PADChatModel(runtime=runtime, max_tokens=reference["max_tokens"])
+    # the reference predates pole units and the guard: raw weights, no guard
+    llm = PADChatModel(
+        runtime=runtime,
+        max_tokens=reference["max_tokens"],
+        repetition_penalty=1.0,
+        plausibility=0.0,
+    )
     by_weights: dict[str, list[dict]] = {}
     for answer in reference["answers"]:
         by_weights.setdefault(json.dumps(answer["weights"]), []).append(answer)
     for key, answers in by_weights.items():
         weights = json.loads(key)
-        kwargs = {} if weights is None else {"weights": weights}
+        kwargs = {} if weights is None else {"raw_weights": weights}
         got = llm.batch([a["prompt"] for a in answers], **kwargs)
         for expected, message in zip(answers, got, strict=True):
             assert message.response_metadata["token_ids"] == expected["token_ids"], (
@@ -131,7 +137,7 @@ def test_one_bad_request_among_fifteen_innocent_ones_hurts_none(runtime):
     def call(i: int) -> None:
         try:
             if i == 15:
-                results[i] = llm.invoke("Hi", weights={"expertise": 20.0}, beta=1e308)
+                results[i] = llm.invoke("Hi", weights={"expertise": 1.0}, beta=1e308)
             else:
                 results[i] = llm.invoke(prompts[i], weights=weights)
         except Exception as exc:

@@ -15,19 +15,19 @@ import pytest
 
 from langchain_pad.profiles import PreferenceProfile, SQLiteProfileStore, reward_model_ref
 
-from ._persrm import AXES, perturbed_reward_model
+from ._persrm import AXES, save_perturbed
 from ._server import running_server
 
 openai = pytest.importorskip("openai")
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = "Explain what a black hole is."
-ANA = {"expertise": 3.0, "style": -2.0}
+ANA = {"expertise": 0.75, "style": -0.5}  # strengths: raw / 4 on the test PersRM
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(loaded, tmp_path_factory):
-    return str(perturbed_reward_model(loaded).save(tmp_path_factory.mktemp("persrm")))
+    return save_perturbed(loaded, tmp_path_factory.mktemp("persrm"))
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_preference_text_is_matched_against_stored_profiles(client):
         ({"max_tokens": 65}, "BadRequestError", "limit of 64 tokens"),
         ({"extra_body": {"pad": {"weights": {"humour": 1.0}}}}, "BadRequestError", "humour"),
         ({"extra_body": {"pad": {"weights": [1.0]}}}, "BadRequestError", "3 axes"),
-        ({"extra_body": {"pad": {"weights": {"style": 1e9}}}}, "BadRequestError", "within"),
+        ({"extra_body": {"pad": {"weights": {"style": 1.5}}}}, "BadRequestError", "strength"),
         ({"extra_body": {"pad": {"colour": "red"}}}, "BadRequestError", "pad.colour"),
         ({"extra_body": {"pad": {"beta": 0.5}}}, "BadRequestError", "no weights"),
         ({"top_p": 1.5}, "BadRequestError", "top_p"),
@@ -272,9 +272,9 @@ def test_sixteen_concurrent_streaming_clients_each_get_their_own_answer(server, 
     """16 users, 16 different ``w_p``, streamed at once: each gets what it gets alone."""
     users = [
         {"weights": [e, i, s]}
-        for e in (-2.0, 2.0)
-        for i in (-1.5, 1.5)
-        for s in (-2.5, 0.0, 1.0, 2.5)
+        for e in (-0.5, 0.5)
+        for i in (-0.375, 0.375)
+        for s in (-0.625, 0.0, 0.25, 0.625)
         if len(AXES) == 3
     ][:16]
     questions = [

@@ -46,9 +46,9 @@ def test_free_text_is_matched_to_the_shipped_poles(server):
 def test_personalized_requests_are_batched_together(server):
     client = openai.AsyncOpenAI(base_url=server, api_key="unused", max_retries=0, timeout=300)
     bodies = [
-        {"weights": {"expertise": 6.0}},
-        {"weights": {"expertise": -6.0}},
-        {"weights": {"informativeness": 4.0}},
+        {"weights": {"expertise": 1.0}},
+        {"weights": {"expertise": -1.0}},
+        {"weights": {"informativeness": 1.0}},
         {"preference": "explain it like I'm five"},
     ]
     before = httpx.get(server.replace("/v1", "/v1/pad/stats")).json()

@@ -13,7 +13,7 @@ import json
 import httpx
 import pytest
 
-from ._persrm import perturbed_reward_model
+from ._persrm import save_perturbed
 from ._postgres import postgres_bin, throwaway_postgres
 from ._server import running_server
 
@@ -34,13 +34,13 @@ QUESTION = "Explain what a black hole is."
 ANA_KEY = "ana-5b1f0c9e7d2a4f3b8c6e"
 BOB_KEY = "bob-0d4e2f7a9c1b3e5d6f8a"
 ADMIN_KEY = "ops-9e8d7c6b5a4f3e2d1c0b"
-ANA = {"expertise": 3.0, "style": -2.0}
-BOB = {"expertise": -3.0, "style": 2.0}
+ANA = {"expertise": 0.75, "style": -0.5}  # strengths: raw / 4 on the test PersRM
+BOB = {"expertise": -0.75, "style": 0.5}
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(loaded, tmp_path_factory):
-    return str(perturbed_reward_model(loaded).save(tmp_path_factory.mktemp("persrm")))
+    return save_perturbed(loaded, tmp_path_factory.mktemp("persrm"))
 
 
 @pytest.fixture(scope="module")

@@ -31,15 +31,15 @@ pytestmark = pytest.mark.slow
 USERS: dict[str, tuple[str, dict[str, float]]] = {
     "ana-7f3e": (
         "technical depth for a physicist, equations welcome, no small talk",
-        {"expertise": 2.4375, "informativeness": -1.8125},
+        {"expertise": 0.609375, "informativeness": -0.453125},
     ),
     "bob-91c2": (
         "explain it like I am five years old, with a friendly example",
-        {"expertise": -3.6875, "informativeness": 3.3125},
+        {"expertise": -0.921875, "informativeness": 0.828125},
     ),
     "carol-55d0": (
         "short bullet points for a busy surgeon, the bottom line first",
-        {"expertise": 1.5625, "informativeness": -2.6875},
+        {"expertise": 0.390625, "informativeness": -0.671875},
     ),
 }
 ASKED = {

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
-
-import os
 
 pytestmark = [
     pytest.mark.slow,

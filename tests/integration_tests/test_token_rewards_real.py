@@ -14,7 +14,7 @@ from langchain_pad.engine import DecodingEngine, GenerationRequest, SamplingPara
 from langchain_pad.engine.pad import PADGuidance, PADGuide
 from langchain_pad.reward_model import PersonalizedRewardModel
 
-WEIGHTS = {"expertise": 3.0, "style": -2.0}
+WEIGHTS = {"expertise": 0.75, "style": -0.5}  # raw 3 and -2 (4 per pole)
 VECTOR = (3.0, 0.0, -2.0)
 N = 16
 QUESTIONS = ["What is gravity?", "Describe a cat.", "How do plants grow?"]
@@ -22,7 +22,13 @@ QUESTIONS = ["What is gravity?", "Describe a cat.", "How do plants grow?"]
 
 @pytest.fixture(scope="module")
 def llm(perturbed_reward_model_dir):
-    return PADChatModel(max_tokens=N, reward_model=perturbed_reward_model_dir)
+    # the guard off: the answers are compared with the bare engine's
+    return PADChatModel(
+        max_tokens=N,
+        reward_model=perturbed_reward_model_dir,
+        repetition_penalty=1.0,
+        plausibility=0.0,
+    )
 
 
 @pytest.fixture(scope="module")

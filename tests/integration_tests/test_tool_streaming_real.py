@@ -30,7 +30,7 @@ def test_streamed_arguments_grow_and_merge_into_the_invoked_call(steer):
         [GetWeather], tool_choice="required"
     )
     ask = "What is the weather in Paris, in celsius?"
-    kwargs = {"weights": {"expertise": -6.0}} if steer else {}
+    kwargs = {"weights": {"expertise": -1.0}} if steer else {}
     invoked = llm.invoke(ask, **kwargs)
     chunks = list(llm.stream(ask, **kwargs))
     pieces = [c for chunk in chunks for c in chunk.tool_call_chunks]
