@@ -118,7 +118,7 @@ def test_an_admin_can(server):
     assert by_admin.model_extra["pad"]["profile"]["user_id"] == "bob"
     profile = get(server, "/pad/profile", ADMIN_KEY, user="bob")
     assert profile.status_code == 200
-    assert profile.json()["weights"] == as_bob.model_extra["pad"]["weights"]
+    assert profile.json()["weights"] == as_bob.model_extra["pad"]["strengths"]
 
 
 def test_feedback_moves_the_profile_and_the_next_answer_uses_it(server, postgres, reward_model_dir):
@@ -137,7 +137,7 @@ def test_feedback_moves_the_profile_and_the_next_answer_uses_it(server, postgres
     assert profile["version"] == before["profile"]["version"] + 1
     after = ask(ana).model_extra["pad"]
     assert after["profile"]["version"] == profile["version"]
-    assert after["weights"] == profile["weights"] != before["weights"]
+    assert after["strengths"] == profile["weights"] != before["strengths"]
     # the acknowledged write is in PostgreSQL
     stored = PostgresProfileStore(postgres, reward_model=reward_model_dir, read_only=True)
     try:

@@ -113,10 +113,20 @@ def _numbers(value: Any) -> list[float]:
 
 def _applied_weights(bodies: list[Any]) -> list[dict[str, float]]:
     return [
-        b["pad"]["weights"]
+        b["pad"][key]
         for b in bodies
-        if isinstance(b.get("pad"), dict) and "weights" in b["pad"]
+        for key in ("weights", "strengths")
+        if isinstance(b.get("pad"), dict) and key in b["pad"]
     ]
+
+
+def _raw(strengths: dict[str, float]) -> dict[str, float]:
+    """A user's strengths as the shipped PersRM's raw w_p (its calibration)."""
+    from langchain_pad.calibration import load_calibration
+
+    axes = list(strengths)
+    vector = load_calibration("default", axes).to_raw([strengths[a] for a in axes])
+    return dict(zip(axes, vector, strict=True))
 
 
 def assert_reveals_nobody(response: httpx.Response, asker: str | None = None) -> None:
@@ -127,11 +137,12 @@ def assert_reveals_nobody(response: httpx.Response, asker: str | None = None) ->
     for user_id, (description, weights) in USERS.items():
         assert user_id not in text, f"{user_id} named in {text[:400]}"
         assert description not in text, f"{user_id}'s description in the response"
-        for axis, value in weights.items():
+        raw = _raw(weights)  # the same preference as the w_p it decodes with
+        for axis, value in [*weights.items(), *raw.items()]:
             found = [n for n in _numbers(bodies) if abs(n - value) < 1e-9]
             assert not found, f"{user_id}'s {axis} weight {value} in the response"
         for applied in _applied_weights(bodies):
-            assert applied != weights, f"{user_id}'s weights applied and shown"
+            assert applied not in (weights, raw), f"{user_id}'s weights applied and shown"
     for leak in ("reward_model_id", "unknown_user_id"):
         assert leak not in text, f"{leak} in {text[:400]}"
 

@@ -27,20 +27,21 @@ from langchain_pad.profiles.testing import HashingEmbedder
 from langchain_pad.runtime import PADRuntime
 
 from .conftest import EOS_ID
-from .test_reward_model import perturbed
+from .test_reward_model import calibrate_uniform, perturbed
 
 ANA_KEY = "ana-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
 KEYS = {ANA_KEY: "ana", BOB_KEY: "bob", ADMIN_KEY: {"user_id": "ops", "admin": True}}
-ANA = {"expertise": 2.0, "informativeness": -1.0, "style": 0.5}
-BOB = {"expertise": -2.0, "informativeness": 1.0, "style": -0.5}
+ANA = {"expertise": 0.5, "informativeness": -0.25, "style": 0.125}
+BOB = {"expertise": -0.5, "informativeness": 0.25, "style": -0.125}
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(tiny_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("persrm")
     perturbed(tiny_model, scale=0.5).save(directory)
+    calibrate_uniform(directory)
     return str(directory)
 
 
@@ -182,7 +183,7 @@ def test_a_key_answers_as_its_user_and_may_not_name_another(make_client):
     assert own.status_code == 200, own.text
     profile = own.json()["pad"]["profile"]
     assert (profile["user_id"], profile["source"]) == ("ana", "user_id")
-    assert own.json()["pad"]["weights"] == ANA  # the caller's own data is shown
+    assert own.json()["pad"]["strengths"] == ANA  # the caller's own data is shown
     named_self = chat(client, ANA_KEY, user="ana", pad={"return_rewards": True})
     assert named_self.status_code == 200
     assert named_self.json()["choices"] == own.json()["choices"]
@@ -192,7 +193,7 @@ def test_a_key_answers_as_its_user_and_may_not_name_another(make_client):
         assert refused.json()["error"]["code"] == "forbidden_user"
     as_bob = chat(client, BOB_KEY).json()
     assert as_bob["pad"]["profile"]["user_id"] == "bob"
-    assert as_bob["pad"]["weights"] == BOB
+    assert as_bob["pad"]["strengths"] == BOB
 
 
 def test_an_admin_may_name_any_user_and_sees_everything(make_client):
@@ -228,7 +229,7 @@ def test_feedback_moves_the_callers_profile_and_the_next_answer_uses_it(make_cli
     }
     answer = chat(client, ANA_KEY).json()["pad"]
     assert answer["profile"]["version"] == after["version"]
-    assert answer["weights"] == after["weights"]
+    assert answer["strengths"] == after["weights"]
     assert client.store.get("bob").version == 1  # nobody else's profile moved
 
 
