@@ -2,7 +2,11 @@
 
 ``calibrate_anchors`` decodes the calibration prompts at every candidate weight of each
 pole, reads the axis's judge against plain greedy, and keeps the best fluent weight;
-``train`` runs it as its last step and ``recalibrate_anchors`` runs it alone.
+``train`` runs it as its last step and ``recalibrate_anchors`` runs it alone. Base and
+PAD rows decode under the library's degeneration guard, so a pole is calibrated for
+what users get. The picked magnitudes become the PersRM's ``calibration.json`` (what
+strength +-1 means, ``langchain_pad.calibration``); the anchors are written in pole
+units (format 2: each pole's anchor is strength +-1 on its axis).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +23,7 @@ if TYPE_CHECKING:
     from langchain_pad.reward_model import PersonalizedRewardModel
     from langchain_pad.training.pipeline import AxisReport, TrainSettings
 
-__all__ = ["calibrate_anchors", "pick_magnitude", "pole_wordings"]
+__all__ = ["calibrate_anchors", "pick_magnitude", "pole_wordings", "write_anchors"]
 
 
 def calibrate_anchors(
@@ -62,6 +67,8 @@ def calibrate_anchors(
             rows,
             reward_model=rm,
             max_new_tokens=length,
+            repetition_penalty=settings.calibration_repetition_penalty,
+            plausibility=settings.calibration_plausibility,
             description=f"calibrating anchors ({length} tokens)",
             show_progress=show_progress,
         )
@@ -89,6 +96,7 @@ def calibrate_anchors(
                 }
             )
     anchors: list[dict[str, Any]] = []
+    poles: dict[str, dict[str, float]] = {}
     for axis in axes:
         report = next(r for r in reports if r.name == axis.name)
         magnitudes = []
@@ -98,17 +106,38 @@ def calibrate_anchors(
                 settings.max_perplexity_ratio,
             )
             magnitudes.append(magnitude)
+            poles.setdefault(axis.name, {})["low" if sign < 0 else "high"] = magnitude
             wording = pole_wordings().get(f"{axis.name}:{pole.name}", {})
             anchors.append(
                 {
                     "name": f"{axis.name}:{pole.name}",
                     "description": wording.get("description", pole.description),
                     "aliases": list(wording.get("aliases", [])),
-                    "weights": {n: (sign * magnitude if n == axis.name else 0.0) for n in names},
+                    "weights": {n: (float(sign) if n == axis.name else 0.0) for n in names},
                 }
             )
         report.anchor_magnitude = max(magnitudes)
-    return {"format_version": 1, "axes": names, "anchors": anchors}
+    guard = {
+        "repetition_penalty": settings.calibration_repetition_penalty,
+        "plausibility": settings.calibration_plausibility,
+    }
+    calibration = {
+        "format_version": 1,
+        "unit": "pole",
+        "axes": {n: poles[n] for n in names if n in poles},
+        "guard": guard,
+    }
+    return {"format_version": 2, "axes": names, "anchors": anchors, "calibration": calibration}
+
+
+def write_anchors(directory: Path, result: dict[str, Any]) -> None:
+    """Write ``calibrate_anchors``' result: ``anchors.json`` and ``calibration.json``."""
+    from langchain_pad.calibration import PoleCalibration, write_calibration
+
+    anchors = {k: v for k, v in result.items() if k != "calibration"}
+    (directory / "anchors.json").write_text(json.dumps(anchors, indent=2) + "\n")
+    table = PoleCalibration.from_dict(result["calibration"], result["axes"])
+    write_calibration(directory, PoleCalibration(table.axes, table.low, table.high, table.guard))
 
 
 def pick_magnitude(trials: list[dict[str, Any]], max_perplexity_ratio: float) -> float:

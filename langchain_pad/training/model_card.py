@@ -55,12 +55,19 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
         "",
         "## Anchor profiles",
         "",
-        "| anchor | weights |",
-        "|---|---|",
+        "Weights are strengths in pole units; `calibration.json` gives each pole's raw "
+        "`w_p` magnitude (what strength +-1 decodes with):",
+        "",
+        "| anchor | strengths | raw weight of the pole |",
+        "|---|---|---:|",
     ]
+    table = anchors.get("calibration", {}).get("axes", {})
     for anchor in anchors["anchors"]:
         nonzero = {k: v for k, v in anchor["weights"].items() if v}
-        lines.append(f"| {anchor['name']} | {nonzero} |")
+        raw = ", ".join(
+            f"{table[k]['high' if v > 0 else 'low']:g}" for k, v in nonzero.items() if k in table
+        )
+        lines.append(f"| {anchor['name']} | {nonzero} | {raw} |")
     s = metrics["settings"]
     lines += [
         "",

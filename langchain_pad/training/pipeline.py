@@ -24,7 +24,13 @@ import torch
 
 from langchain_pad.axes import PreferenceAxis, axes_by_name
 from langchain_pad.datagen.dataset import PairRecord, read_dataset
-from langchain_pad.training.calibration import calibrate_anchors, pick_magnitude, pole_wordings
+from langchain_pad.guard import DEFAULT_PLAUSIBILITY, DEFAULT_REPETITION_PENALTY
+from langchain_pad.training.calibration import (
+    calibrate_anchors,
+    pick_magnitude,
+    pole_wordings,
+    write_anchors,
+)
 from langchain_pad.training.model_card import CARD_FILE, model_card, write_card
 from langchain_pad.training.pairs import PreferencePair, TokenizedPair, tokenize_pair
 
@@ -70,6 +76,10 @@ class TrainSettings:
     """Answer length for calibration; None reads each axis at its ``eval_new_tokens``."""
     max_perplexity_ratio: float = 1.3
     """Calibration rejects anchor weights whose answers are this much less fluent."""
+    calibration_repetition_penalty: float = DEFAULT_REPETITION_PENALTY
+    """The degeneration guard calibration decodes under (base and PAD rows alike): the
+    library's default, so a pole means what users get."""
+    calibration_plausibility: float = DEFAULT_PLAUSIBILITY
 
 
 @dataclass
@@ -256,7 +266,7 @@ def train_reward_model(
         show_progress=show_progress,
     )
     calibration_seconds = time.perf_counter() - calibration_started
-    (out / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2) + "\n")
+    write_anchors(out, anchors)
 
     metrics: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -323,6 +333,8 @@ def recalibrate_anchors(
         calibration_magnitudes=calibration.calibration_magnitudes,
         calibration_new_tokens=calibration.calibration_new_tokens,
         max_perplexity_ratio=calibration.max_perplexity_ratio,
+        calibration_repetition_penalty=calibration.calibration_repetition_penalty,
+        calibration_plausibility=calibration.calibration_plausibility,
     )
     manifest, records = read_dataset(data_dir)
     if metrics["dataset"].get("pairs_sha256") != manifest.files.get("pairs.jsonl"):
@@ -347,7 +359,7 @@ def recalibrate_anchors(
         merged,
         show_progress=show_progress,
     )
-    (out / ANCHORS_FILE).write_text(json.dumps(anchors, indent=2) + "\n")
+    write_anchors(out, anchors)
     metrics["settings"] = asdict(merged)
     metrics["axes"] = [asdict(r) for r in reports]
     metrics["calibration_seconds"] = round(time.perf_counter() - started, 1)

@@ -206,8 +206,12 @@ def test_recalibrate_rewrites_anchors_and_keeps_the_notes(dataset, tiny_loaded, 
     assert sorted({t["magnitude"] for t in trials}) == [0.5, 3.0]
     assert {t["new_tokens"] for t in trials} == {4}
     anchors = json.loads((out / "anchors.json").read_text())
-    low, high = (a["weights"]["expertise"] for a in anchors["anchors"])
-    assert -low in (0.5, 3.0) and high in (0.5, 3.0)
+    assert anchors["format_version"] == 2  # strengths: each pole's anchor is +-1
+    assert [a["weights"]["expertise"] for a in anchors["anchors"]] == [-1.0, 1.0]
+    calibration = json.loads((out / "calibration.json").read_text())
+    poles = calibration["axes"]["expertise"]
+    assert poles["low"] in (0.5, 3.0) and poles["high"] in (0.5, 3.0)
+    assert calibration["guard"] == {"repetition_penalty": 1.15, "plausibility": 0.1}
     text = card.read_text()
     assert "- written by hand" in text and "| expertise | +1 | 3 | 4 |" in text
     # the training settings recorded are kept; only calibration's change
