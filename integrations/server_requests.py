@@ -170,7 +170,7 @@ _ACCEPTED: dict[str, str] = {
     "n": "1",
     "user": "a string of up to 256 characters",
     "pad": "an object with weights, user_id, preference, beta and return_rewards",
-    "pad.weights": "{axis: number} or a list of numbers, one per axis",
+    "pad.weights": "{axis: strength} or a list of strengths, one per axis, each in [-1, 1]",
     "pad.user_id": "a string of 1 to 256 characters",
     "pad.preference": "a string of 1 to 4000 characters",
     "pad.beta": f"a finite number in (0, {MAX_BETA:g}]",

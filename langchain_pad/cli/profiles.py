@@ -205,7 +205,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("user_id")
     add.add_argument("--description", default="", help="the preference in the user's words")
     add.add_argument("--alias", action="append", help="another wording (repeatable)")
-    add.add_argument("--weight", action="append", metavar="AXIS=VALUE", help="repeatable")
+    add.add_argument(
+        "--weight",
+        action="append",
+        metavar="AXIS=VALUE",
+        help="a strength in [-1, 1] per axis (-1 / +1: the calibrated poles); repeatable",
+    )
     add.add_argument(
         "--reward-model", default="default", help="PersRM the weights are for (default: shipped)"
     )
