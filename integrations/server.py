@@ -38,10 +38,11 @@ once and ``tokens_per_minute_per_key`` (see ``server_limits``); over them a 429 
 ``Retry-After``.
 
 Personalization per request, decided by the library's one resolver
-(``langchain_pad.preferences``), first match wins: ``pad.weights`` (strengths in [-1, 1] by axis name
-or as a vector) > ``pad.user_id`` or the standard ``user`` field (a profile in the
-server's profile store) > ``pad.preference`` (a preference in words, matched against the
-store's known profiles, or the reward model's anchor poles when the server has no store)
+(``langchain_pad.preferences``), first match wins: ``pad.weights`` (strengths in
+[-1, 1] by axis name or as a vector) > ``pad.user_id`` or the standard ``user`` field
+(a profile in the server's profile store) > ``pad.preference`` (a preference in words,
+matched against the store's known profiles, or the reward model's anchor poles when the
+server has no store)
 > none. ``pad.beta`` scales the reward; ``pad.return_rewards`` adds the per-token PAD data
 to every chunk (streaming) or to the response.
 
