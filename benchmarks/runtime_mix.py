@@ -54,15 +54,15 @@ PROMPTS = [
     "What is a black hole?",
     "How does the internet route a message?",
 ]
-POLES = [
-    {"expertise": -6.0},
-    {"expertise": 6.0},
-    {"informativeness": -2.0},
-    {"informativeness": 4.0},
-    {"expertise": -6.0, "informativeness": -2.0},
-    {"expertise": 6.0, "informativeness": 4.0},
-    {"expertise": -3.0, "informativeness": 2.0},
-    {"expertise": 3.0, "informativeness": -1.0},
+POLES = [  # strengths in pole units on the shipped PersRM
+    {"expertise": -1.0},
+    {"expertise": 1.0},
+    {"informativeness": -1.0},
+    {"informativeness": 1.0},
+    {"expertise": -1.0, "informativeness": -1.0},
+    {"expertise": 1.0, "informativeness": 1.0},
+    {"expertise": -0.5, "informativeness": 0.5},
+    {"expertise": 0.5, "informativeness": -0.25},
 ]
 
 

@@ -61,8 +61,8 @@ FEEDBACK = {
 
 
 def user_weights(i: int) -> dict[str, float]:
-    grid = [-2.0, -1.0, 1.0, 2.0]
-    return {"expertise": grid[i % 4], "informativeness": grid[(i // 4) % 4], "style": 0.5}
+    grid = [-1.0, -0.5, 0.5, 1.0]  # strengths (the benchmark PersRM: 1 is raw 2)
+    return {"expertise": grid[i % 4], "informativeness": grid[(i // 4) % 4], "style": 0.25}
 
 
 def replica_rss_mb() -> float:

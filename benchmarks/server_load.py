@@ -51,8 +51,8 @@ QUESTIONS = [
 
 
 def users(n: int) -> list[list[float]]:
-    """N distinct ``w_p`` over the three axes, spread over the weight box."""
-    grid = [-2.0, -1.0, 1.0, 2.0]
+    """N distinct preferences over the three axes, spread over the strength box [-1, 1]."""
+    grid = [-1.0, -0.5, 0.5, 1.0]
     out = []
     for i in range(n):
         out.append([grid[i % 4], grid[(i // 4) % 4], grid[(i * 3 + 1) % 4] * 0.5])
@@ -72,7 +72,12 @@ def make_reward_model(directory: Path) -> tuple[str, Any]:
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         rm.heads.add_(0.02 * torch.randn(rm.heads.shape, generator=generator))
-    return str(rm.save(directory)), loaded
+    from langchain_pad.calibration import PoleCalibration, write_calibration
+
+    path = rm.save(directory)
+    # an untrained PersRM has no measured poles: strength 1 is raw 2 on every axis
+    write_calibration(path, PoleCalibration.uniform(rm.axes, 2.0))
+    return str(path), loaded
 
 
 def free_port() -> int:

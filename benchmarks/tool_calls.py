@@ -142,8 +142,8 @@ EXTRACTIONS: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
 
 CONDITIONS: dict[str, dict[str, float] | None] = {
     "no steering": None,
-    "elementary (-6)": {"expertise": -6.0},
-    "expert (+6)": {"expertise": 6.0},
+    "elementary (-1)": {"expertise": -1.0},
+    "expert (+1)": {"expertise": 1.0},
 }
 
 
