@@ -129,14 +129,27 @@ def to_turns(messages: list[BaseMessage], *, tool_format: ToolFormat = "summary"
     if not messages:
         raise ValueError("The conversation is empty: send at least one message.")
     turns: list[Turn] = []
-    for message in messages:
+    for position, message in enumerate(messages):
         role, text = _role(message), _turn_text(message, tool_format)
+        _check_encodable(text, position)
         if turns and turns[-1]["role"] == role:
             joined = "\n\n".join(t for t in (turns[-1]["content"], text) if t)
             turns[-1] = {"role": role, "content": joined}
         else:
             turns.append({"role": role, "content": text})
     return turns
+
+
+def _check_encodable(text: str, position: int) -> None:
+    """A lone surrogate (``"\\ud800"``) cannot be tokenized: say which message holds it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"message {position} contains a character that is not valid Unicode text "
+            f"(a lone surrogate, {text[exc.start]!r} at offset {exc.start}); send valid "
+            "UTF-8 text."
+        ) from None
 
 
 def fold_system(turns: list[Turn]) -> list[Turn]:
