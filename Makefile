@@ -17,7 +17,7 @@ PYTEST_FLAGS ?= -q -ra
 SYSTEM_PACKAGES ?= chromium fonts-dejavu-core postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps browser demo test unit integration lint format benchmark persrm-data persrm calibrate alignment clean
+.PHONY: install system-deps browser demo test unit integration lint format benchmark bench-llamacpp persrm-data persrm calibrate alignment clean
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ format: install
 
 benchmark: install
 	$(PY) benchmarks/speed.py
+
+# Our decoding against llama.cpp on the same GGUF; the extra compiles llama.cpp (minutes).
+bench-llamacpp: install
+	$(PIP) install --quiet -e ".[bench-llamacpp]"
+	$(PY) benchmarks/llama_cpp.py
 
 # The default PersRM, end to end (see langchain_pad/default_persrm/README.md).
 # PERSRM_DATA / PERSRM_OUT redirect a re-run (e.g. to compare with what is committed);

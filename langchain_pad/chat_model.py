@@ -107,8 +107,9 @@ class PADChatModel(BaseChatModel):
     """Accepted for interface compatibility; local decoding has no transient failures to retry."""
     streaming: bool = False
     """Whether ``invoke`` streams through callbacks (it always decodes token by token)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weight dtype; bfloat16 halves memory traffic on CPUs that support it."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    """Weight dtype; bfloat16 halves memory traffic on CPUs that support it; ``auto``
+    picks bfloat16 where the CPU has native bfloat16 arithmetic, float32 elsewhere."""
     runtime: Any = Field(default=None, exclude=True)
     """The :class:`~langchain_pad.runtime.PADRuntime` to decode on; None: the shared one
     for ``model`` and ``dtype``."""
@@ -189,7 +190,9 @@ class PADChatModel(BaseChatModel):
             self.model_name = runtime.model
         if "dtype" not in self.model_fields_set:
             self.dtype = runtime.dtype
-        if (self.model_name, self.dtype) != (runtime.model, runtime.dtype):
+        from langchain_pad.models import resolve_dtype
+
+        if (self.model_name, resolve_dtype(self.dtype)) != (runtime.model, runtime.dtype):
             raise ValueError(
                 f"model={self.model_name!r}, dtype={self.dtype!r} differ from the runtime's "
                 f"({runtime.model!r}, {runtime.dtype!r}); leave them out to use the runtime's."

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PADRuntime"]
 
-Dtype = Literal["float32", "bfloat16", "float16"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 DEFAULT_TOKEN_BUDGET = 32768
 """Prompt + new tokens a runtime decodes at once by default. For the embedded model a
@@ -80,8 +80,9 @@ class PADRuntime:
         stats_window: int = 256,
         token_budget: int | None = DEFAULT_TOKEN_BUDGET,
     ) -> None:
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}.")
+        from langchain_pad.models import resolve_dtype
+
+        concrete: Any = resolve_dtype(dtype)  # ValueError naming the accepted names
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}.")
         if batch_window < 0:
@@ -92,7 +93,8 @@ class PADRuntime:
             raise ValueError(f"candidates must be an integer >= 1, got {candidates!r}.")
         self.model = model
         """The base model: embedded name, Hugging Face id or local directory."""
-        self.dtype: Dtype = dtype
+        self.dtype: Dtype = concrete
+        """The weights' dtype (``auto`` resolved: bfloat16 where the CPU has it natively)."""
         self.candidates = candidates
         """Top-K candidates PAD scores for guided rows that set no ``top_k``."""
         self._max_batch_size = max_batch_size
@@ -129,6 +131,9 @@ class PADRuntime:
         Every ``PADChatModel`` without ``runtime=`` uses it, so LangChain's many copies
         of a chat model (``bind``, ``with_config``) share one engine and thread.
         """
+        from langchain_pad.models import resolve_dtype
+
+        dtype = resolve_dtype(dtype)  # type: ignore[assignment]  # "auto" -> this CPU's
         key = (model, dtype)
         with cls._shared_lock:
             runtime = cls._shared.get(key)

@@ -120,6 +120,30 @@ class Decisions:
         # +inf or NaN can only come from a guide's arithmetic on one row's values (a huge
         # beta, a broken reward model): that row fails, the others are decoded as usual.
         broken = (torch.isnan(scores) | (scores == float("inf"))).any(dim=1).tolist()
+        if not any(broken) and all(r.params.greedy for r in rows):
+            # all-greedy batch: one argmax for every row (the same first-maximum
+            # tie-break as the per-row pick), no per-row Python in the step
+            chosen = scores.argmax(dim=1)
+        else:
+            chosen = self._pick_rows(rows, scores, broken, failed)
+        records = session.records(chosen) if session is not None else None
+        rows_index = torch.arange(len(rows))
+        return (
+            candidate_ids[rows_index, chosen],
+            candidate_base[rows_index, chosen],
+            records,
+        )
+
+    def _pick_rows(
+        self,
+        rows: list[_Row],
+        scores: torch.Tensor,
+        broken: list[bool],
+        failed: dict[int, Exception],
+    ) -> torch.Tensor:
+        """Each row's pick; rows with non-finite scores or a failing sampler go to ``failed``."""
+        import torch
+
         chosen = torch.zeros(len(rows), dtype=torch.long)
         for position, row in enumerate(rows):
             if broken[position]:
@@ -132,13 +156,7 @@ class Decisions:
                 chosen[position] = self._pick(row, scores[position])
             except Exception as exc:  # this row's own failure: the others go on
                 failed[position] = _row_error(exc)
-        records = session.records(chosen) if session is not None else None
-        rows_index = torch.arange(len(rows))
-        return (
-            candidate_ids[rows_index, chosen],
-            candidate_base[rows_index, chosen],
-            records,
-        )
+        return chosen
 
     def _candidate_count(self, row: _Row, guide: StepGuide | None) -> int:
         if row.params.top_k is not None:

@@ -239,3 +239,15 @@ def test_budget_is_capped_by_context(tiny_engine):
     out = tiny_engine.generate([req], ScriptGuide())[0]
     assert len(out.token_ids) == 8
     assert out.finish_reason == "length"
+
+
+def test_all_greedy_batch_picks_as_rows_in_a_mixed_batch(tiny_engine):
+    # an all-greedy batch takes one vectorized argmax; a batch with a sampled row picks
+    # row by row: the greedy rows must come out the same either way
+    prompts = ["hi", "a longer prompt here", "mid size"]
+    greedy = tiny_engine.generate([request(p, max_new_tokens=20) for p in prompts])
+    sampled = request("x", max_new_tokens=20, temperature=0.9, seed=3)
+    mixed = tiny_engine.generate([request(p, max_new_tokens=20) for p in prompts] + [sampled])
+    assert [o.token_ids for o in greedy] == [o.token_ids for o in mixed[:3]]
+    for alone, inside in zip(greedy, mixed[:3], strict=True):  # padding differs: rounding
+        assert inside.logprobs == pytest.approx(alone.logprobs, abs=1e-4)

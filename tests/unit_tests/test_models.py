@@ -54,3 +54,23 @@ def test_incomplete_conversion_is_not_mistaken_for_a_model(tmp_path):
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="dtype must be one of"):
         models._dtype_from_name("int3")
+
+
+def test_auto_dtype_follows_the_cpus_bfloat16_support(monkeypatch):
+    monkeypatch.setattr(models, "cpu_has_fast_bfloat16", lambda: True)
+    assert models.resolve_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(models, "cpu_has_fast_bfloat16", lambda: False)
+    assert models.resolve_dtype("auto") == "float32"
+    assert models.resolve_dtype("bfloat16") == "bfloat16"  # explicit names stay
+
+
+def test_bad_dtype_name_lists_the_accepted_ones():
+    with pytest.raises(ValueError, match="auto, float32, bfloat16, float16"):
+        models.resolve_dtype("fp8")
+
+
+def test_bfloat16_detection_reads_torchs_cpu_checks():
+    import torch
+
+    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert models.cpu_has_fast_bfloat16() == expected

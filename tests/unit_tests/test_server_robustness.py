@@ -164,7 +164,7 @@ def test_a_lone_surrogate_is_named(make_client):
         ('"top_p": NaN', "top_p", ["finite number"]),
         ('"pad": {"beta": 1e308, "weights": {"expertise": 1}}', "pad.beta", ["less than"]),
         ('"pad": {"beta": NaN, "weights": {"expertise": 1}}', "pad.beta", ["finite"]),
-        ('"pad": {"weights": 5}', "pad.weights", ["{axis: number}", "got 5"]),
+        ('"pad": {"weights": 5}', "pad.weights", ["{axis: strength}", "got 5"]),
         ('"pad": {"colour": 1}', "pad.colour", ["unknown parameter", "return_rewards"]),
         ('"messages": []', "messages", ["at least 1", "non-empty list"]),
         ('"stop": 3', "stop", ["one stop sequence"]),
