@@ -6,9 +6,10 @@ results in ``benchmarks/results/guard_sweep.md``; the model card has the table):
 * a **repetition penalty** on every free-text row, plain and PAD alike (the base model
   loops too: 7 of 12 of its 256-token greedy answers did). It is the transformers
   ``RepetitionPenaltyLogitsProcessor`` over the prompt and the answer so far, as
-  ``generate(repetition_penalty=...)`` applies it. Tool calls and structured output get
-  none by default: their grammar already bounds them, and JSON repeats quotes and keys
-  by design;
+  ``generate(repetition_penalty=...)`` applies it, except whitespace-only tokens
+  (newlines, spaces: lists and paragraphs repeat them by design, and llama.cpp leaves
+  newlines out of its penalty too). Tool calls and structured output get none by
+  default: their grammar already bounds them, and JSON repeats quotes and keys by design;
 * a **plausibility floor** on PAD rows (as contrastive decoding's): only candidates
   whose base probability is at least this share of the best candidate's may be picked,
   so a reward can reorder what the base model finds plausible but never lift a token it

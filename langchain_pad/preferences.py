@@ -97,7 +97,11 @@ def check_weights(
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name}[{axis!r}] must be a number, got {value!r}; {accepted}.")
         number = float(value)
-        if not math.isfinite(number) or abs(number) > limit:
+        if not math.isfinite(number):
+            raise ValueError(
+                f"{name}[{axis!r}] must be a finite number, got {value!r}; {accepted}."
+            )
+        if abs(number) > limit:
             if limit == MAX_STRENGTH:
                 raise ValueError(
                     f"{name}[{axis!r}] must be a strength in [-1, 1], got {value!r}: -1 and "

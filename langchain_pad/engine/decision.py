@@ -33,6 +33,8 @@ class Decisions:
     """The decision step (top-K, guide scores, pick) for the engine's rows."""
 
     vocab_size: int
+    _exempt_ids: frozenset[int] | None = None
+    """Token ids the repetition penalty skips (``_unpenalized``), read once."""
 
     def _decide(
         self,
@@ -186,13 +188,38 @@ class Decisions:
         if all(r.params.repetition_penalty == 1.0 for r in rows):
             return logits
         processed = logits.clone()
+        exempt = self._unpenalized()
         for position, row in enumerate(rows):
             if row.params.repetition_penalty == 1.0:
                 continue
-            history = torch.tensor([list(row.request.prompt_ids) + row.token_ids])
+            seen = [t for t in (*row.request.prompt_ids, *row.token_ids) if t not in exempt]
+            if not seen:
+                continue
+            history = torch.tensor([seen])
             processor = RepetitionPenaltyLogitsProcessor(row.params.repetition_penalty)
             processed[position] = processor(history, processed[position : position + 1])[0]
         return processed
+
+    def _unpenalized(self) -> frozenset[int]:
+        """Tokens the repetition penalty leaves alone: whitespace only (newlines, spaces).
+
+        Lists, numbered steps and paragraphs repeat their line breaks by design; penalized,
+        a counted list loses them ("12345678910..."). llama.cpp leaves newlines out of
+        its penalty by default for the same reason. Read from the tokenizer once."""
+        if self._exempt_ids is not None:
+            return self._exempt_ids
+        exempt: set[int] = set()
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is not None:
+            for token_id in range(int(getattr(self, "vocab_size", 0))):
+                try:
+                    text = tokenizer.decode([token_id])
+                except Exception:  # an id the tokenizer cannot decode on its own
+                    continue
+                if text and not text.strip():
+                    exempt.add(token_id)
+        self._exempt_ids = frozenset(exempt)
+        return self._exempt_ids
 
     def _grammar_masks(self, rows: list[_Row], failed: dict[int, Exception]) -> torch.Tensor | None:
         """``bool[rows, vocab]`` of the tokens each row's grammar allows; None: no grammars."""

@@ -5,8 +5,9 @@ that overflows float32, a seed the generator refuses, NaN temperatures: all 400s
 decoding), so no request body is left that breaks on the decoding thread by itself.
 To prove that a row failing *inside* a wave still fails alone, this launcher makes one
 kind of row fail there, honestly and visibly: a row decoded under a JSON-schema grammar
-titled ``"poison"`` raises from its grammar's third mask on the decoding thread (the
-row is in its wave by then, two tokens in). Everything else is the real server.
+titled ``"poison"`` raises from its grammar's first mask on the decoding thread (the
+row is in its wave by then: masks are only asked for at a decision; forced tokens are
+fast-forwarded without one). Everything else is the real server.
 
 Run as ``python _faulty_serve.py serve --port ...`` (the arguments of ``langchain-pad``).
 """
@@ -29,7 +30,7 @@ def _faulty_mask(self: TokenGrammar) -> Any:
     if POISON in self.name and threading.current_thread().name == "langchain-pad-decoder":
         steps = getattr(self, "_poison_steps", 0) + 1
         self._poison_steps = steps  # type: ignore[attr-defined]
-        if steps >= 3:
+        if steps >= 1:
             raise RuntimeError(FAULT)
     return _original(self)
 
