@@ -183,22 +183,35 @@ class Decisions:
 
     def _apply_repetition_rules(self, rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
         import torch
-        from transformers import RepetitionPenaltyLogitsProcessor
 
         if all(r.params.repetition_penalty == 1.0 for r in rows):
             return logits
-        processed = logits.clone()
+        # transformers' RepetitionPenaltyLogitsProcessor, for all rows at once: a token
+        # already seen has its logit divided by the penalty (multiplied, when negative).
+        # Each row's seen set is kept as a mask updated a token at a time, so a long
+        # prompt is read once, not at every step.
+        seen = torch.stack([self._seen(row) for row in rows])
+        penalty = torch.tensor(
+            [r.params.repetition_penalty for r in rows], dtype=logits.dtype
+        ).unsqueeze(1)
+        penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+        return torch.where(seen, penalized, logits)
+
+    def _seen(self, row: _Row) -> torch.Tensor:
+        import torch
+
+        if row.params.repetition_penalty == 1.0:
+            return torch.zeros(self.vocab_size, dtype=torch.bool)
         exempt = self._unpenalized()
-        for position, row in enumerate(rows):
-            if row.params.repetition_penalty == 1.0:
-                continue
-            seen = [t for t in (*row.request.prompt_ids, *row.token_ids) if t not in exempt]
-            if not seen:
-                continue
-            history = torch.tensor([seen])
-            processor = RepetitionPenaltyLogitsProcessor(row.params.repetition_penalty)
-            processed[position] = processor(history, processed[position : position + 1])[0]
-        return processed
+        if row.seen is None:
+            row.seen = torch.zeros(self.vocab_size, dtype=torch.bool)
+            ids = [t for t in row.request.prompt_ids if t not in exempt and t < self.vocab_size]
+            row.seen[ids] = True
+        fresh = [t for t in row.token_ids[row.seen_upto :] if t not in exempt]
+        if fresh:
+            row.seen[fresh] = True
+        row.seen_upto = len(row.token_ids)
+        return row.seen
 
     def _unpenalized(self) -> frozenset[int]:
         """Tokens the repetition penalty leaves alone: whitespace only (newlines, spaces).

@@ -67,6 +67,11 @@ class _Row:
     token_ids: list[int] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)
     """Tokens taken (emitted, consumed by the grammar) but not yet fed to the model."""
+    seen: torch.Tensor | None = None
+    """``bool[vocab]``: the tokens the repetition penalty applies to (prompt and answer
+    so far, whitespace aside), kept up to date a token at a time."""
+    seen_upto: int = 0
+    """How many of ``token_ids`` are already in ``seen``."""
 
     @property
     def params(self) -> SamplingParams:

@@ -251,3 +251,32 @@ def test_all_greedy_batch_picks_as_rows_in_a_mixed_batch(tiny_engine):
     assert [o.token_ids for o in greedy] == [o.token_ids for o in mixed[:3]]
     for alone, inside in zip(greedy, mixed[:3], strict=True):  # padding differs: rounding
         assert inside.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_repetition_penalty_is_transformers_over_the_history_without_whitespace(
+    tiny_engine, tiny_model
+):
+    """The engine's batched penalty equals transformers' processor applied to the prompt
+    and answer so far, with whitespace-only tokens left out, in a batch and alone."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    whitespace = {9, 10, 11, 12, 13, 28, 29, 30, 31, 32}  # str.isspace() bytes
+    prompt = tuple(b"a b\nc  d \n\n e")
+    out = tiny_engine.generate(
+        [GenerationRequest(prompt, SamplingParams(12, repetition_penalty=1.8))]
+    )[0]
+    ids = list(prompt)
+    processor = RepetitionPenaltyLogitsProcessor(1.8)
+    with torch.no_grad():
+        for _ in range(len(out.token_ids)):
+            logits = tiny_model(input_ids=torch.tensor([ids])).logits[:, -1].float()
+            history = torch.tensor([[t for t in ids if t not in whitespace]])
+            ids.append(int(processor(history, logits).argmax()))
+    assert out.token_ids == ids[len(prompt) :]
+    batched = tiny_engine.generate(
+        [
+            GenerationRequest(prompt, SamplingParams(12, repetition_penalty=1.8)),
+            GenerationRequest(tuple(b"other"), SamplingParams(12)),
+        ]
+    )
+    assert batched[0].token_ids == out.token_ids
