@@ -4,13 +4,14 @@ A user gives a preference as a strength per axis in ``[-1, 1]``: ``-1`` is the a
 low pole (``elementary``, ``concise``), ``+1`` its high pole (``expert``, ``thorough``),
 ``0`` no steering. The raw ``w_p`` that decoding multiplies into the reward is another
 matter: which magnitude reaches a pole differs per axis, per pole and per trained PersRM
-(the shipped one needs 6 for ``elementary`` and 2 for ``concise``). Calibration measures
+(the shipped one, calibrated under the degeneration guard: 6 for ``elementary``, 2 for
+``expert``, 4 for ``concise`` and ``thorough``). Calibration measures
 that magnitude by decoding (``langchain_pad.training.calibration``) and each PersRM
 directory records it in ``calibration.json``::
 
     {"format_version": 1, "unit": "pole",
-     "axes": {"expertise": {"low": 6.0, "high": 6.0},
-              "informativeness": {"low": 2.0, "high": 4.0}},
+     "axes": {"expertise": {"low": 6.0, "high": 2.0},
+              "informativeness": {"low": 4.0, "high": 4.0}},
      "guard": {"repetition_penalty": 1.15, "plausibility": 0.1}}
 
 A strength maps linearly onto its pole's magnitude (``+0.5`` is half the high pole's
