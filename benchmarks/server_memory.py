@@ -40,13 +40,21 @@ def _rss(process: psutil.Process) -> int:
     return total
 
 
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-async def _send(base: str) -> list[tuple[int, str]]:
+async def _send(base: str) -> list[tuple[int, str, float]]:
     text = " ".join(WORDS[i % len(WORDS)] for i in range(PROMPT_WORDS))
     body = {
         "messages": [{"role": "user", "content": f"Summarize this text: {text}"}],
@@ -55,10 +63,13 @@ async def _send(base: str) -> list[tuple[int, str]]:
         "pad": {"weights": {"expertise": -1.0}},
     }
     async with httpx.AsyncClient(timeout=1800) as client:
-        answers = await asyncio.gather(
-            *(client.post(f"{base}/v1/chat/completions", json=body) for _ in range(CONCURRENT))
-        )
-    return [(r.status_code, r.text[:200]) for r in answers]
+
+        async def one() -> tuple[int, str, float]:
+            start = time.monotonic()
+            answer = await client.post(f"{base}/v1/chat/completions", json=body)
+            return answer.status_code, answer.text[:300], round(time.monotonic() - start, 1)
+
+        return list(await asyncio.gather(*(one() for _ in range(CONCURRENT))))
 
 
 def measure(log: Path, *extra: str) -> dict[str, Any]:
@@ -104,13 +115,16 @@ def measure(log: Path, *extra: str) -> dict[str, Any]:
         return {
             "concurrent": CONCURRENT,
             "prompt_words": PROMPT_WORDS,
-            "statuses": [status for status, _ in answers],
-            "errors": [text for status, text in answers if status != 200],
+            "statuses": [status for status, _, _ in answers],
+            "answer_seconds": [seconds for _, _, seconds in answers],
+            "errors": [text for status, text, _ in answers if status != 200],
             "baseline_rss_gb": round(baseline / 2**30, 2),
             "peak_rss_gb": round(peak[0] / 2**30, 2),
             "after_rss_gb": round(_rss(process) / 2**30, 2),
             "seconds": round(seconds, 1),
             "token_budget": stats["token_budget"],
+            "prefill_budget": stats.get("prefill_budget"),
+            "queue_timeout": stats.get("queue_timeout"),
             "wave_sizes": stats["wave_sizes"],
             "alive": server.poll() is None,
         }
@@ -132,15 +146,20 @@ def main() -> None:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu": _cpu_name(),
     }
     (RESULTS / "server_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "server_memory.md").write_text(
         "# Server memory under 8 concurrent 8,000-word personalized prompts\n\n"
-        f"`python benchmarks/server_memory.py`, one run: statuses {result['statuses']}; "
+        f"`python benchmarks/server_memory.py`, one run: statuses {result['statuses']} "
+        f"after {result['answer_seconds']} s; "
         f"RSS (server + children) {result['baseline_rss_gb']} GB after start-up, peak "
         f"{result['peak_rss_gb']} GB, {result['after_rss_gb']} GB after; "
-        f"{result['seconds']} s; token budget {result['token_budget']}, waves "
-        f"{result['wave_sizes']}. Machine: {result['machine']}.\n"
+        f"{result['seconds']} s; token budget {result['token_budget']}, prefill budget "
+        f"{result['prefill_budget']}, queue timeout {result['queue_timeout']} s, waves "
+        f"{result['wave_sizes']}. Machine: {result['machine']}.\n\n"
+        "Errors (first 300 characters):\n\n"
+        + "".join(f"- `{error}`\n" for error in result["errors"])
     )
     print(json.dumps(result, indent=2))
 

@@ -35,7 +35,10 @@ is shown; an admin sees everything. Without keys the server is local: ``serve``
 refuses a non-loopback ``--host`` unless ``--allow-unauthenticated-remote`` is given.
 Per key (or for the whole server without keys), ``max_in_flight_per_key`` requests at
 once and ``tokens_per_minute_per_key`` (see ``server_limits``); over them a 429 with
-``Retry-After``.
+``Retry-After``. A request that waits ``queue_timeout`` s (120 by default) for decoding
+to start, behind the token budget or the batch cap, is withdrawn undecoded and answered
+503 with ``Retry-After``: under more long prompts than the machine decodes in time,
+some are answered and the rest refused promptly instead of all timing out (504).
 
 Personalization per request, decided by the library's one resolver
 (``langchain_pad.preferences``), first match wins: ``pad.weights`` (strengths in
@@ -160,6 +163,8 @@ class _Server:
                 batch_window=settings.batch_window,
                 max_waves=settings.max_waves,
                 token_budget=settings.token_budget,
+                queue_timeout=settings.queue_timeout,
+                prefill_budget=settings.prefill_budget,
             )
             llm = PADChatModel(
                 runtime=runtime,

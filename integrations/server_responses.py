@@ -145,6 +145,7 @@ def library_error(exc: Exception, *, multi_user: bool = False) -> RequestError:
     On a multi-user server a profile mismatch (a matched profile learned for another
     reward model) is told without the profile's user id and version.
     """
+    from langchain_pad.engine import QueueTimeoutError
     from langchain_pad.preferences import ProfileMismatchError
     from langchain_pad.profiles import UnknownProfileError
 
@@ -157,6 +158,13 @@ def library_error(exc: Exception, *, multi_user: bool = False) -> RequestError:
             "than the one this server decodes with; the server's operator must re-learn "
             "or remove it. Send pad.weights meanwhile.",
             code="profile_mismatch",
+        )
+    if isinstance(exc, QueueTimeoutError):
+        return RequestError(
+            503,
+            str(exc),
+            code="queue_timeout",
+            headers={"Retry-After": str(max(1, round(exc.queue_timeout)))},
         )
     if isinstance(exc, TimeoutError):
         return RequestError(504, str(exc) or "generation timed out", code="timeout")

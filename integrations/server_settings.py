@@ -37,6 +37,15 @@ class ServerSettings:
     token_budget: int | None = 32768
     """Prompt + new tokens decoded at once across the waves; long prompts beyond it
     queue (they are answered when room frees) instead of exhausting memory."""
+    prefill_budget: int | None = 8192
+    """Prompt tokens (rows x the longest prompt) one wave prefills in one forward pass:
+    long prompts each start their own wave instead of one slow shared prefill."""
+    queue_timeout: float | None = 120.0
+    """Seconds a request may wait for decoding to start (behind the token budget or the
+    batch cap) before it is refused with 503 and ``Retry-After``: under more long
+    prompts than the machine decodes in time, some requests are answered and the rest
+    refused promptly, instead of all of them queueing into the 504 of
+    ``request_timeout``. None: requests queue until ``request_timeout``."""
     request_timeout: float | None = 600.0
     """Seconds one completion may take before it fails (504)."""
     profile_store: Any = None

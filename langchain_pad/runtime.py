@@ -57,6 +57,11 @@ token costs about 46 KB of KV cache in float32 (30 layers x 2 x 3 heads x 64) an
 personalized prefill, 71 KB of trunk hidden states: 32k tokens stay near 4 GB, where six
 8,000-word prompts took a server past 10 GB without a budget."""
 
+DEFAULT_PREFILL_BUDGET = 8192
+"""Prompt tokens (rows x longest prompt) one wave prefills in one forward pass by
+default: a batch of short prompts still shares its prefill, while long prompts each get
+their own (``BatchScheduler.prefill_budget``)."""
+
 _LIVE: weakref.WeakSet[PADRuntime] = weakref.WeakSet()
 """Runtimes with a decoding thread, joined at interpreter exit (a daemon thread killed
 inside a torch kernel aborts the process)."""
@@ -79,6 +84,8 @@ class PADRuntime:
         candidates: int = 10,
         stats_window: int = 256,
         token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+        queue_timeout: float | None = None,
+        prefill_budget: int | None = DEFAULT_PREFILL_BUDGET,
     ) -> None:
         from langchain_pad.models import resolve_dtype
 
@@ -106,6 +113,25 @@ class PADRuntime:
         self.token_budget = token_budget
         """Most prompt + new tokens decoded at once (see ``BatchScheduler.token_budget``):
         long prompts queue for room instead of growing the caches past memory."""
+        if queue_timeout is not None and (
+            isinstance(queue_timeout, bool)
+            or not isinstance(queue_timeout, int | float)
+            or not queue_timeout > 0
+        ):
+            raise ValueError(f"queue_timeout must be None or > 0 seconds, got {queue_timeout!r}.")
+        self.queue_timeout = None if queue_timeout is None else float(queue_timeout)
+        """Seconds a request may wait for its wave to start before it is refused with
+        ``QueueTimeoutError`` (see ``BatchScheduler.queue_timeout``). None (the library's
+        default): callers wait as long as the queue takes; a server sets one."""
+        if prefill_budget is not None and (
+            not isinstance(prefill_budget, int) or prefill_budget < 1
+        ):
+            raise ValueError(
+                f"prefill_budget must be None or an integer >= 1, got {prefill_budget!r}."
+            )
+        self.prefill_budget = prefill_budget
+        """Most prompt tokens one wave prefills at once (see
+        ``BatchScheduler.prefill_budget``)."""
         self._lock = threading.RLock()
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
@@ -190,6 +216,8 @@ class PADRuntime:
                     max_waves=self._max_waves,
                     stats_window=self._stats_window,
                     token_budget=self.token_budget,
+                    queue_timeout=self.queue_timeout,
+                    prefill_budget=self.prefill_budget,
                 )
                 _LIVE.add(self)
             return self._scheduler
@@ -365,6 +393,8 @@ class PADRuntime:
             "batch_window": self._batch_window,
             "max_waves": self._max_waves,
             "token_budget": self.token_budget,
+            "queue_timeout": self.queue_timeout,
+            "prefill_budget": self.prefill_budget,
             "totals": totals,
             "window": len(sizes),
             "wave_sizes": sizes,

@@ -75,6 +75,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         batch_window=args.batch_window,
         max_waves=args.max_waves,
         token_budget=args.token_budget or None,
+        queue_timeout=args.queue_timeout or None,
+        prefill_budget=args.prefill_budget or None,
         profile_store=store,
         unknown_user=args.unknown_user,
         multi_user=args.multi_user,
@@ -202,6 +204,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=32768,
         help="prompt + new tokens decoded at once; longer traffic queues (0: no budget)",
+    )
+    serve.add_argument(
+        "--prefill-budget",
+        type=int,
+        default=8192,
+        help="prompt tokens (rows x longest prompt) prefilled in one pass (0: no cap)",
+    )
+    serve.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a request may wait for decoding to start before a 503 (0: no limit)",
     )
     serve.add_argument(
         "--multi-user",

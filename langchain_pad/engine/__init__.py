@@ -6,7 +6,7 @@ No LangChain here: ``PADChatModel`` and the HTTP server are thin adapters over i
 from langchain_pad.engine.guidance import DecodingStep, ForwardOutput, GuideSession, StepGuide
 from langchain_pad.engine.loop import DecodingEngine, PromptTooLongError, WaveStats
 from langchain_pad.engine.scheduler import BatchScheduler
-from langchain_pad.engine.tickets import EngineClosedError, RequestTicket
+from langchain_pad.engine.tickets import EngineClosedError, QueueTimeoutError, RequestTicket
 from langchain_pad.engine.types import (
     FinishReason,
     GenerationOutput,
@@ -26,6 +26,7 @@ __all__ = [
     "GenerationRequest",
     "GuideSession",
     "PromptTooLongError",
+    "QueueTimeoutError",
     "RequestTicket",
     "SamplingParams",
     "StepGuide",

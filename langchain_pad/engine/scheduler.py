@@ -27,6 +27,7 @@ from langchain_pad.engine.loop import DecodingEngine, WaveStats
 from langchain_pad.engine.tickets import (
     EngineClosedError,
     EventSink,
+    QueueTimeoutError,
     RequestTicket,
     SchedulerTotals,
     _QueueSink,
@@ -49,6 +50,8 @@ class BatchScheduler:
         max_waves: int = 1,
         stats_window: int = 256,
         token_budget: int | None = None,
+        queue_timeout: float | None = None,
+        prefill_budget: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -69,6 +72,22 @@ class BatchScheduler:
         wave's KV caches and hidden states grow to. Rows past it wait for room (a row
         larger than the whole budget runs alone). None: rows are capped only by
         ``max_batch_size``."""
+        if prefill_budget is not None and prefill_budget < 1:
+            raise ValueError(f"prefill_budget must be None or >= 1, got {prefill_budget}.")
+        self.prefill_budget = prefill_budget
+        """Most prompt tokens one wave prefills in its first forward pass, counted as
+        rows x the longest prompt (rows are left-padded to it); the first row of a wave
+        always fits. On a CPU a prefill is compute-bound: four 8,000-token prompts in
+        one pass took 1.18x as long as four passes of one (and twice the memory), and
+        every row of the wave waited for all four. Rows past it start their own wave
+        (at once where ``max_waves`` allows). None: no cap."""
+        if queue_timeout is not None and not queue_timeout > 0:
+            raise ValueError(f"queue_timeout must be None or > 0 seconds, got {queue_timeout}.")
+        self.queue_timeout = queue_timeout
+        """Seconds a request may wait for its wave to start; past it, it is withdrawn
+        with ``QueueTimeoutError`` (nothing decoded, safe to retry). None: it waits as
+        long as it takes. A row only ever waits behind the token budget or the batch
+        cap, so this turns "queued behind long prompts" into a prompt refusal."""
         if stats_window < 1:
             raise ValueError(f"stats_window must be >= 1, got {stats_window}.")
         self._wave_sizes: deque[int] = deque(maxlen=stats_window)
@@ -83,6 +102,7 @@ class BatchScheduler:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
 
     # ------------------------------------------------------------------ statistics
 
@@ -122,6 +142,7 @@ class BatchScheduler:
             self.engine.check_prompt(len(request.prompt_ids))
             self._pending.append(ticket)
             self._ensure_thread()
+            self._ensure_reaper()
             self._cond.notify_all()
         return ticket
 
@@ -171,6 +192,43 @@ class BatchScheduler:
             )
             self._thread.start()
 
+    def _ensure_reaper(self) -> None:
+        """The thread that withdraws requests past ``queue_timeout`` (under ``_cond``).
+
+        Apart from the decoding thread, which may sit in one long forward pass (a
+        prefill of 8,000 tokens takes a minute on two cores), so a refusal comes on time.
+        """
+        if self.queue_timeout is None:
+            return
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(
+                target=self._reap, name="langchain-pad-queue-reaper", daemon=True
+            )
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed and not self._pending:
+                    return
+                limit = self.queue_timeout
+                if limit is None:
+                    return
+                now = time.monotonic()
+                expired = [t for t in self._pending if now - t.submitted >= limit]
+                gone = {id(t) for t in expired}
+                kept = [t for t in self._pending if id(t) not in gone]
+                ahead = [*self._running, *kept]
+                ahead_tokens = sum(ticket_tokens(t) for t in ahead)
+                if expired:
+                    self._pending = kept
+                    self._cond.notify_all()
+                else:
+                    waiting = [t.submitted + limit - now for t in self._pending]
+                    self._cond.wait(timeout=min(waiting) if waiting else None)
+            for ticket in expired:
+                ticket.deliver(QueueTimeoutError(limit, len(ahead), ahead_tokens))
+
     def _next_wave(self) -> list[RequestTicket] | None:
         with self._cond:
             while not self._pending and not self._closed:
@@ -192,20 +250,27 @@ class BatchScheduler:
     def _within_budget(
         self, candidates: list[RequestTicket], *, used: int, alone_ok: bool = True
     ) -> list[RequestTicket]:
-        """The first candidates whose tokens fit the budget with ``used`` already taken.
+        """The first candidates whose tokens fit the budgets with ``used`` already taken.
 
         The queue order is kept (no row overtakes an earlier one that does not fit), and
         a wave of its own always takes its first row, however large, so nothing starves.
         """
-        if self.token_budget is None:
+        if self.token_budget is None and self.prefill_budget is None:
             return candidates
         taken: list[RequestTicket] = []
+        widest = 0
         for ticket in candidates:
             cost = ticket_tokens(ticket)
-            if used + cost > self.token_budget and (taken or not alone_ok or used):
+            over = self.token_budget is not None and used + cost > self.token_budget
+            if over and (taken or not alone_ok or used):
+                break
+            width = max(widest, len(ticket.request.prompt_ids))
+            cap = self.prefill_budget
+            if cap is not None and taken and (len(taken) + 1) * width > cap:
                 break
             taken.append(ticket)
             used += cost
+            widest = width
         return taken
 
     def _wait_for_window(self) -> None:

@@ -18,6 +18,7 @@ from langchain_pad.engine.types import GenerationRequest, TokenEvent
 __all__ = [
     "EngineClosedError",
     "EventSink",
+    "QueueTimeoutError",
     "RequestTicket",
     "SchedulerTotals",
     "generation_timeout",
@@ -42,6 +43,26 @@ class SchedulerTotals:
 
     waves: int = 0
     rows: int = 0
+
+
+class QueueTimeoutError(TimeoutError):
+    """A request waited ``queue_timeout`` s without its wave starting, and was withdrawn.
+
+    Nothing of it was decoded, so retrying later is safe. A ``TimeoutError``, so code
+    that already handles timeouts handles this one too; a server answers it with 503
+    and ``Retry-After`` rather than 504, because the request never ran.
+    """
+
+    def __init__(self, queue_timeout: float, ahead_rows: int, ahead_tokens: int) -> None:
+        self.queue_timeout = queue_timeout
+        self.ahead_rows = ahead_rows
+        self.ahead_tokens = ahead_tokens
+        super().__init__(
+            f"The request waited {queue_timeout:g} s in the decoding queue without starting "
+            f"(queue_timeout={queue_timeout:g}): {ahead_rows} request(s) holding "
+            f"{ahead_tokens} prompt + new tokens were decoding or queued ahead of it. Nothing "
+            "was decoded; retry later, or raise queue_timeout."
+        )
 
 
 class EngineClosedError(RuntimeError):

@@ -220,3 +220,75 @@ def test_a_token_budget_splits_waves_in_order_and_runs_a_huge_row_alone(tiny_eng
         assert all(events[-1].finish_reason is not None for events in results.values())
     finally:
         sched.close()
+
+
+class _SlowModel:
+    """The tiny model, each forward pass slowed down: a wave that outlasts a timeout."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self._model = model
+        self._seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import time
+
+        time.sleep(self._seconds)
+        return self._model(*args, **kwargs)
+
+
+def test_a_request_queued_past_queue_timeout_is_refused_while_the_wave_runs(
+    tiny_engine, monkeypatch
+):
+    from langchain_pad.engine import QueueTimeoutError
+
+    monkeypatch.setattr(tiny_engine, "model", _SlowModel(tiny_engine.model, 0.05))
+    sched = BatchScheduler(tiny_engine, token_budget=60, queue_timeout=0.3)
+    try:
+        running = sched.stream(request("a" * 20, 30))  # 50 tokens: the budget is full
+        first = next(running)
+        with pytest.raises(QueueTimeoutError) as refused:
+            list(sched.stream(request("b" * 20, 30)))
+        assert refused.value.queue_timeout == 0.3
+        assert refused.value.ahead_rows == 1 and refused.value.ahead_tokens == 50
+        assert "queue_timeout=0.3" in str(refused.value) and "retry later" in str(refused.value)
+        assert isinstance(refused.value, TimeoutError)
+        rest = list(running)  # refused while the wave still ran; the wave is unharmed
+        assert rest and rest[-1].finish_reason is not None
+        assert len([first, *rest]) == 30 or rest[-1].finish_reason == "stop"
+        assert sched.wave_sizes == [1]  # the refused request never started a wave
+        after = list(sched.stream(request("c" * 20, 4)))  # room again: served
+        assert after[-1].finish_reason is not None
+    finally:
+        sched.close()
+
+
+def test_queue_timeout_must_be_positive(tiny_engine):
+    with pytest.raises(ValueError, match="queue_timeout"):
+        BatchScheduler(tiny_engine, queue_timeout=0)
+
+
+def test_a_prefill_budget_gives_long_prompts_their_own_waves(tiny_engine):
+    # rows x longest prompt: 3 x 20 fits 64; a 40-token prompt beside another does not
+    sched = BatchScheduler(tiny_engine, gather_timeout=5.0, prefill_budget=64)
+    try:
+        prompts = ["a" * 20, "b" * 20, "c" * 20, "d" * 40, "e" * 10]
+        results: dict[int, list[Any]] = {}
+
+        def worker(i: int) -> None:
+            results[i] = list(sched.stream(request(prompts[i], 4)))
+
+        with sched.gathering(len(prompts)):
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+            for t in threads:
+                t.start()
+                t.join(0.05)  # arrive in order
+            for t in threads:
+                t.join(30)
+        # a, b, c: 3 x 20; a fourth row would pad to 4 x 40; d + e would pad to 2 x 40
+        assert sched.wave_sizes == [3, 1, 1]
+        assert all(events[-1].finish_reason is not None for events in results.values())
+    finally:
+        sched.close()

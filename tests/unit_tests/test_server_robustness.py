@@ -357,6 +357,45 @@ def test_a_client_that_hangs_up_cancels_the_work():
     assert cancelled == [True]
 
 
+# ---------------------------------------------------------------------- the queue
+
+
+def test_a_request_queued_too_long_is_a_503_with_retry_after(tiny_model, byte_tokenizer):
+    """Behind a full token budget a request is refused at ``queue_timeout`` with 503,
+    while the request holding the budget is answered: nobody waits into a 504."""
+    import threading
+
+    from .test_scheduler import _SlowModel
+
+    slow = LoadedModel(
+        name="tiny",
+        location="tiny-slow",
+        model=_SlowModel(tiny_model, 0.1),
+        tokenizer=byte_tokenizer,
+        eos_token_ids=frozenset({EOS_ID}),
+        context_length=128,
+    )
+    runtime = PADRuntime.from_loaded(slow, token_budget=40, queue_timeout=0.5, max_waves=4)
+    llm = PADChatModel(runtime=runtime, reward_model=None)
+    settings = ServerSettings(max_tokens_limit=32, batch_window=0.0, queue_timeout=0.5)
+    answers: dict[str, object] = {}
+    with TestClient(create_app(settings, llm=llm)) as client:
+        payload = body(max_tokens=30, temperature=0)
+        first = threading.Thread(target=lambda: answers.update(first=post(client, payload)))
+        first.start()
+        while runtime.stats()["totals"]["rows"] < 1:  # the first request holds the budget
+            assert first.is_alive(), answers["first"].text  # type: ignore[attr-defined]
+            threading.Event().wait(0.01)
+        second = post(client, payload)
+        first.join(60)
+    runtime.close()
+    assert second.status_code == 503, second.text
+    assert second.headers["Retry-After"] == "1"
+    error = second.json()["error"]
+    assert error["code"] == "queue_timeout" and "queue_timeout=0.5" in error["message"]
+    assert answers["first"].status_code == 200  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------- the command line
 
 
