@@ -102,8 +102,27 @@ def sweep_guard(
             outs = outputs[block]
             looping = [loops(o.text) for o in outs]
             moved = [sign * (score(o.text) - b) > 0 for o, b in zip(outs, base_scores, strict=True)]
+            second: dict[str, Any] = {}
+            if axis.second_judge is not None:
+                # an axis with a second judge (style: warmth) is read by both, separately
+                score2 = judge(axis.second_judge)
+                moved2 = [
+                    sign * (score2(o.text) - score2(b.text)) > 0
+                    for o, b in zip(outs, base, strict=True)
+                ]
+                second = {
+                    "second_judge": axis.second_judge,
+                    "second_wins_without_loop": sum(
+                        m and not lp for m, lp in zip(moved2, looping, strict=True)
+                    ),
+                    "both_judges_wins_without_loop": sum(
+                        m and m2 and not lp
+                        for m, m2, lp in zip(moved, moved2, looping, strict=True)
+                    ),
+                }
             poles.append(
                 {
+                    **second,
                     "axis": axis.name,
                     "pole": pole.name,
                     "new_tokens": axis.eval_new_tokens,
@@ -156,6 +175,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{p['pad_distinct_2']} / {p['base_distinct_2']} | "
                 f"{r['median']} / {r['mean']} / {r['worst']} |"
             )
+    for guard in report["guards"]:
+        for p in guard["poles"]:
+            if "second_judge" in p:
+                lines.append(
+                    f"- {guard['repetition_penalty']}:{guard['plausibility']} "
+                    f"{p['axis']}:{p['pole']}: {p['second_judge']} moved the intended way "
+                    f"without a loop on {p['second_wins_without_loop']} / {p['prompts']}; "
+                    f"both judges on {p['both_judges_wins_without_loop']} / {p['prompts']}"
+                )
     lines.append("")
     return "\n".join(lines)
 

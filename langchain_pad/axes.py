@@ -30,6 +30,12 @@ class PreferenceAxis:
     """Name of the judge in ``langchain_pad.judges`` whose score rises towards ``high``."""
     min_gap: float
     """Smallest judge difference (high minus low) for a sampled pair to be kept."""
+    second_judge: str | None = None
+    """An optional second judge (another lexicon or method) that must agree in direction
+    before a pair is kept: one judge alone passes pairs that moved for the wrong reason
+    (VADER scores a cheerful topic, not a friendly tone)."""
+    second_min_gap: float = 0.0
+    """Smallest second-judge difference (high minus low) for a pair to be kept."""
     eval_new_tokens: int = 96
     """Answer length at which the judge is read when anchors are calibrated and PAD is
     benchmarked. A length judge needs answers the base model can finish: read at a
@@ -98,6 +104,9 @@ DEFAULT_AXES: tuple[PreferenceAxis, ...] = (
         ),
         judge="sentiment",
         min_gap=0.3,
+        # per-word share: 0.01 is about one more warm (or one fewer cold) word in 60-100
+        second_judge="warmth",
+        second_min_gap=0.01,
     ),
     PreferenceAxis(
         name="structure",

@@ -3,7 +3,8 @@
 They filter contrastive training pairs (keep a pair only if the judge agrees with the
 intended direction) and score the alignment benchmark. Each judge rises towards its
 axis's ``high`` pole. All work offline: readability is computed here (textstat needs a
-download at run time), sentiment is VADER's lexicon, which ships with its package.
+download at run time), sentiment is VADER's lexicon and warmth empath's bundled word
+categories, both of which ship with their packages.
 """
 
 from __future__ import annotations
@@ -85,6 +86,60 @@ def sentiment(text: str) -> float:
     return float(_vader().polarity_scores(text)["compound"])
 
 
+WARM_CATEGORIES = (
+    "politeness",
+    "cheerfulness",
+    "positive_emotion",
+    "affection",
+    "joy",
+    "optimism",
+)
+"""empath categories of a friendly, warm tone. Not empath's own ``warmth`` category:
+that one is physical heat (burn, furnace, thermostat), not a tone."""
+COLD_CATEGORIES = (
+    "aggression",
+    "hate",
+    "negative_emotion",
+    "anger",
+    "disappointment",
+    "irritability",
+    "rage",
+    "disgust",
+)
+
+
+@cache
+def _empath_lexicons() -> tuple[frozenset[str], frozenset[str]]:
+    """The warm and the cold word sets; a word in both counts for neither.
+
+    Only the bundled lexicon is read: empath's ``create_category`` calls a server.
+    """
+    try:
+        from empath import Empath  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "the warmth judge needs empath: pip install 'langchain-pad[data]'"
+        ) from exc
+    cats: dict[str, list[str]] = Empath().cats
+    warm = frozenset(w for c in WARM_CATEGORIES for w in cats[c])
+    cold = frozenset(w for c in COLD_CATEGORIES for w in cats[c])
+    return warm - cold, cold - warm
+
+
+def warmth(text: str) -> float:
+    """Share of words in empath's warm categories minus the share in its cold ones.
+
+    A second tone judge beside VADER, from another lexicon. Per word, so a longer answer
+    is not warmer for its length; each word counts once however many categories hold it.
+    In [-1, 1]; 0 for an answer with no words.
+    """
+    ws = [w.lower() for w in words(text)]
+    if not ws:
+        return 0.0
+    warm, cold = _empath_lexicons()
+    return (sum(w in warm for w in ws) - sum(w in cold for w in ws)) / len(ws)
+
+
 def list_share(text: str) -> float:
     """Share of non-empty lines that are list items (bullets or numbered points)."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -98,6 +153,7 @@ JUDGES: dict[str, Callable[[str], float]] = {
     "log_words": log_words,
     "word_count": word_count,
     "sentiment": sentiment,
+    "warmth": warmth,
     "list_share": list_share,
 }
 

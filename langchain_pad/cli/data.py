@@ -20,6 +20,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
             batch_size=args.batch_size,
+            samples_per_pole=args.samples_per_pole,
         ),
         model_name=args.model,
         dataset_version=args.version,
@@ -36,6 +37,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             f"(filtered {counts.filter_rate:.0%}; train {counts.train_pairs}, "
             f"held-out {counts.heldout_pairs}; mean {counts.judge} gap {counts.mean_gap:.2f})"
         )
+        if counts.second_judge is not None:
+            print(
+                f"  {'':16s} {counts.second_judge} agreed with {counts.pairs_kept} of "
+                f"{counts.first_judge_pairs} pairs the {counts.judge} judge passed"
+            )
     return 0
 
 
@@ -54,6 +60,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument("--top-p", type=float, default=0.95)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--batch-size", type=int, default=32)
+    generate.add_argument(
+        "--samples-per-pole",
+        type=int,
+        default=1,
+        help="answers sampled per pole per prompt; the most extreme pair is kept (best-of-N)",
+    )
     generate.add_argument("--version", default="1", help="dataset version recorded in the manifest")
     generate.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     generate.add_argument("--force", action="store_true", help="discard samples already there")

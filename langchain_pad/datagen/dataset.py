@@ -32,6 +32,10 @@ class SampleRecord(BaseModel):
     tokens: int
     score: float
     """The axis judge's score of ``text``."""
+    index: int = 0
+    """Which of the pole's ``samples_per_pole`` samples for this prompt (0 when one)."""
+    second_score: float | None = None
+    """The axis's second judge's score of ``text``, when the axis has one."""
 
 
 class PairRecord(BaseModel):
@@ -50,6 +54,9 @@ class PairRecord(BaseModel):
     judge: str
     chosen_score: float
     rejected_score: float
+    second_judge: str | None = None
+    chosen_second_score: float | None = None
+    rejected_second_score: float | None = None
 
 
 class AxisCounts(BaseModel):
@@ -64,6 +71,13 @@ class AxisCounts(BaseModel):
     train_pairs: int
     heldout_pairs: int
     mean_gap: float
+    samples_per_pole: int = 1
+    second_judge: str | None = None
+    second_min_gap: float | None = None
+    first_judge_pairs: int | None = None
+    """Prompts whose best pair passed the axis judge, before the second judge."""
+    second_judge_agreement: float | None = None
+    """Share of those the second judge agreed with (kept / first_judge_pairs)."""
 
 
 class DatasetManifest(BaseModel):

@@ -1,9 +1,10 @@
-"""Contrastive-prompting data generation: sample each pole, keep pairs the judge confirms.
+"""Contrastive-prompting data generation: sample each pole, keep pairs the judges confirm.
 
-For every prompt and axis the base model answers twice, once under each pole's system
-prompt, sampled in batches on the decoding engine. The pair (high pole = chosen) is kept
-only when the axis judge moves by at least the axis's ``min_gap`` in the intended
-direction: contrastive prompting alone is unreliable on a 135M model (FACTS.md).
+For every prompt and axis the base model answers ``samples_per_pole`` times under each
+pole's system prompt, sampled in batches on the decoding engine. The pair (high pole =
+chosen) is made and filtered by ``pairing.py``: it is kept only when the axis judge moves
+by at least the axis's ``min_gap`` in the intended direction (and its second judge, if it
+has one, agrees): contrastive prompting alone is unreliable on a 135M model (FACTS.md).
 Sampling appends to ``samples.jsonl`` batch by batch, so an interrupted run resumes.
 """
 
@@ -11,30 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from langchain_pad.axes import PreferenceAxis, axes_by_name
+from langchain_pad.axes import axes_by_name
 from langchain_pad.datagen.dataset import (
     PAIRS_FILE,
     SAMPLES_FILE,
-    AxisCounts,
     DatasetManifest,
-    PairRecord,
     SampleRecord,
     read_samples,
     sha256_file,
     write_jsonl,
     write_manifest,
 )
-from langchain_pad.datagen.prompts import PromptItem, load_prompts, prompts_digest
+from langchain_pad.datagen.pairing import pair_samples
+from langchain_pad.datagen.prompts import load_prompts, prompts_digest
 from langchain_pad.judges import judge
 from langchain_pad.models import DEFAULT_MODEL
 
 _SETTINGS_FILE = "generation_settings.json"
+
+__all__ = ["GenerationSettings", "generate_dataset", "pair_samples", "row_seed"]
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,29 @@ class GenerationSettings:
     top_p: float = 0.95
     seed: int = 0
     batch_size: int = 32
+    samples_per_pole: int = 1
+    """Answers sampled per pole per prompt; pairing keeps the extremes (best-of-N)."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be >= 1.")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.samples_per_pole < 1:
+            raise ValueError("batch_size, max_new_tokens and samples_per_pole must be >= 1.")
 
 
-def row_seed(seed: int, prompt_id: str, axis: str, pole: str) -> int:
-    """A per-sample seed, stable whatever batch the sample lands in."""
-    key = f"{seed}:{prompt_id}:{axis}:{pole}".encode()
-    return int(hashlib.sha256(key).hexdigest()[:8], 16)
+def row_seed(seed: int, prompt_id: str, axis: str, pole: str, index: int = 0) -> int:
+    """A per-sample seed, stable whatever batch the sample lands in.
+
+    Index 0 keeps the key of one-sample-per-pole datasets, so their samples are unchanged.
+    """
+    key = f"{seed}:{prompt_id}:{axis}:{pole}" + (f":{index}" if index else "")
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+
+
+def _plan_settings(settings: GenerationSettings) -> dict[str, object]:
+    """Settings as recorded for resuming; N = 1 is left out so older runs still resume."""
+    plan = asdict(settings)
+    if settings.samples_per_pole == 1:
+        del plan["samples_per_pole"]
+    return plan
 
 
 def generate_dataset(
@@ -87,7 +101,7 @@ def generate_dataset(
     started = time.perf_counter()
 
     plan = {
-        "settings": asdict(settings),
+        "settings": _plan_settings(settings),
         "model": model_name,
         "axes": [a.name for a in chosen_axes],
         "prompts": prompts_digest(prompts_path),
@@ -105,7 +119,7 @@ def generate_dataset(
     settings_path.write_text(json.dumps(plan, indent=2))
     samples = read_samples(samples_path)
     write_jsonl(samples_path, samples)  # drop a torn last line before appending
-    done = {(s.prompt_id, s.axis, s.pole) for s in samples}
+    done = {(s.prompt_id, s.axis, s.pole, s.index) for s in samples}
 
     loaded = load_model(model_name)
     engine = DecodingEngine(
@@ -115,11 +129,12 @@ def generate_dataset(
         context_length=loaded.context_length,
     )
     todo = [
-        (prompt, axis, pole)
+        (prompt, axis, pole, index)
         for axis in chosen_axes
         for pole in (axis.low, axis.high)
         for prompt in prompts
-        if (prompt.id, axis.name, pole.name) not in done
+        for index in range(settings.samples_per_pole)
+        if (prompt.id, axis.name, pole.name, index) not in done
     ]
     bar = tqdm(
         total=len(todo) + len(done),
@@ -146,13 +161,13 @@ def generate_dataset(
                         max_new_tokens=settings.max_new_tokens,
                         temperature=settings.temperature,
                         top_p=settings.top_p,
-                        seed=row_seed(settings.seed, prompt.id, axis.name, pole.name),
+                        seed=row_seed(settings.seed, prompt.id, axis.name, pole.name, index),
                     ),
                 )
-                for prompt, axis, pole in batch
+                for prompt, axis, pole, index in batch
             ]
             outputs = engine.generate(requests)
-            for (prompt, axis, pole), output in zip(batch, outputs, strict=True):
+            for (prompt, axis, pole, index), output in zip(batch, outputs, strict=True):
                 text = output.text.strip()
                 record = SampleRecord(
                     prompt_id=prompt.id,
@@ -162,6 +177,8 @@ def generate_dataset(
                     finish_reason=output.finish_reason,
                     tokens=output.completion_tokens,
                     score=judge(axis.judge)(text),
+                    index=index,
+                    second_score=judge(axis.second_judge)(text) if axis.second_judge else None,
                 )
                 handle.write(record.model_dump_json() + "\n")
                 samples.append(record)
@@ -169,7 +186,9 @@ def generate_dataset(
             bar.update(len(batch))
     bar.close()
 
-    pairs, counts = pair_samples(prompts, chosen_axes, samples)
+    pairs, counts = pair_samples(
+        prompts, chosen_axes, samples, samples_per_pole=settings.samples_per_pole
+    )
     write_jsonl(out / PAIRS_FILE, pairs)
     manifest = DatasetManifest(
         dataset_version=dataset_version,
@@ -182,6 +201,11 @@ def generate_dataset(
             "system_prompts": {
                 a.name: {a.low.name: a.low.system_prompt, a.high.name: a.high.system_prompt}
                 for a in chosen_axes
+            },
+            "second_judges": {
+                a.name: {"judge": a.second_judge, "min_gap": a.second_min_gap}
+                for a in chosen_axes
+                if a.second_judge
             },
         },
         prompt_set={
@@ -196,53 +220,3 @@ def generate_dataset(
     )
     write_manifest(out, manifest)
     return manifest
-
-
-def pair_samples(
-    prompts: list[PromptItem], axes: list[PreferenceAxis], samples: list[SampleRecord]
-) -> tuple[list[PairRecord], dict[str, AxisCounts]]:
-    """Pair each prompt's two poles; keep pairs whose judge gap reaches the axis minimum."""
-    by_key = {(s.prompt_id, s.axis, s.pole): s for s in samples}
-    pairs: list[PairRecord] = []
-    counts: dict[str, AxisCounts] = {}
-    for axis in axes:
-        kept: list[PairRecord] = []
-        gaps: list[float] = []
-        for prompt in prompts:
-            high = by_key.get((prompt.id, axis.name, axis.high.name))
-            low = by_key.get((prompt.id, axis.name, axis.low.name))
-            if high is None or low is None or not high.text or not low.text:
-                continue
-            if high.text == low.text or high.score - low.score < axis.min_gap:
-                continue
-            gaps.append(high.score - low.score)
-            kept.append(
-                PairRecord(
-                    id=f"{prompt.id}:{axis.name}",
-                    axis=axis.name,
-                    prompt_id=prompt.id,
-                    split=prompt.split,
-                    prompt=prompt.text,
-                    chosen=high.text,
-                    rejected=low.text,
-                    chosen_complete=high.finish_reason == "stop",
-                    rejected_complete=low.finish_reason == "stop",
-                    judge=axis.judge,
-                    chosen_score=high.score,
-                    rejected_score=low.score,
-                )
-            )
-        pairs.extend(kept)
-        counts[axis.name] = AxisCounts(
-            low=axis.low.name,
-            high=axis.high.name,
-            judge=axis.judge,
-            min_gap=axis.min_gap,
-            prompts=len(prompts),
-            pairs_kept=len(kept),
-            filter_rate=round(1 - len(kept) / len(prompts), 4) if prompts else 0.0,
-            train_pairs=sum(p.split == "train" for p in kept),
-            heldout_pairs=sum(p.split == "heldout" for p in kept),
-            mean_gap=round(statistics.fmean(gaps), 4) if gaps else 0.0,
-        )
-    return pairs, counts

@@ -62,9 +62,17 @@ def test_bad_prompt_sets_are_clear_errors(tmp_path, content, message):
         load_prompts(path)
 
 
-def _sample(pid, axis, pole, text, score, finish="stop"):
+def _sample(pid, axis, pole, text, score, finish="stop", index=0, second=None):
     return SampleRecord(
-        prompt_id=pid, axis=axis, pole=pole, text=text, finish_reason=finish, tokens=5, score=score
+        prompt_id=pid,
+        axis=axis,
+        pole=pole,
+        text=text,
+        finish_reason=finish,
+        tokens=5,
+        score=score,
+        index=index,
+        second_score=second,
     )
 
 
@@ -92,6 +100,110 @@ def test_pairs_keep_only_judge_confirmed_directions():
 def test_row_seeds_are_stable_and_distinct():
     assert row_seed(0, "p1", "style", "warm") == row_seed(0, "p1", "style", "warm")
     assert len({row_seed(0, "p1", "style", pole) for pole in ("warm", "blunt")}) == 2
+
+
+def test_row_seeds_are_distinct_per_sample_index_and_index_0_is_unchanged():
+    seeds = {row_seed(0, "p1", "style", "warm", i) for i in range(8)}
+    assert len(seeds) == 8
+    assert row_seed(0, "p1", "style", "warm", 0) == row_seed(0, "p1", "style", "warm")
+    # the one-sample key of dataset v1, computed independently
+    import hashlib
+
+    v1 = int(hashlib.sha256(b"0:p1:style:warm").hexdigest()[:8], 16)
+    assert row_seed(0, "p1", "style", "warm") == v1
+
+
+def test_samples_per_pole_must_be_positive_and_n_1_keeps_the_old_plan():
+    from langchain_pad.datagen.generate import GenerationSettings, _plan_settings
+
+    with pytest.raises(ValueError, match="samples_per_pole"):
+        GenerationSettings(samples_per_pole=0)
+    assert "samples_per_pole" not in _plan_settings(GenerationSettings())
+    assert _plan_settings(GenerationSettings(samples_per_pole=4))["samples_per_pole"] == 4
+
+
+def _one_judge_axis():
+    import dataclasses
+
+    style = axes_by_name(["style"])[0]
+    return dataclasses.replace(style, second_judge=None)
+
+
+def test_best_of_n_pairs_the_warmest_high_with_the_coldest_low():
+    axis = _one_judge_axis()
+    prompts = [PromptItem("p0", "c", "Q?", "train")]
+    samples = [
+        _sample("p0", "style", "warm", "warm0", 0.1, index=0),
+        _sample("p0", "style", "warm", "warm1", 0.9, index=1),
+        _sample("p0", "style", "warm", "warm2", 0.5, index=2),
+        _sample("p0", "style", "blunt", "blunt0", 0.2, index=0),
+        _sample("p0", "style", "blunt", "blunt1", -0.6, index=1),
+        _sample("p0", "style", "blunt", "blunt2", 0.4, index=2),
+    ]
+    # one sample per pole: index 0 only, gap 0.1 - 0.2 < 0.3: nothing kept (v1 behaviour)
+    pairs, counts = pair_samples(prompts, [axis], samples)
+    assert pairs == [] and counts["style"].samples_per_pole == 1
+    pairs, counts = pair_samples(prompts, [axis], samples, samples_per_pole=3)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("warm1", "blunt1")]
+    assert counts["style"].mean_gap == pytest.approx(1.5)
+    assert counts["style"].samples_per_pole == 3
+    assert counts["style"].second_judge is None and counts["style"].second_judge_agreement is None
+
+
+def test_best_of_n_ties_go_to_the_lower_index_and_empty_answers_are_skipped():
+    from langchain_pad.datagen.pairing import pick_extremes
+
+    high = [
+        _sample("p0", "style", "warm", "", 5.0, index=0),
+        _sample("p0", "style", "warm", "b", 0.9, index=2),
+        _sample("p0", "style", "warm", "a", 0.9, index=1),
+    ]
+    low = [_sample("p0", "style", "blunt", "c", -0.1, index=3)]
+    picked = pick_extremes(high, low)
+    assert picked is not None and (picked[0].text, picked[1].text) == ("a", "c")
+    assert pick_extremes(high, []) is None
+
+
+def test_the_second_judge_must_agree_in_direction_by_its_own_gap():
+    axis = axes_by_name(["style"])[0]
+    assert axis.second_judge == "warmth" and axis.second_min_gap > 0
+    prompts = [PromptItem(f"p{i}", "c", f"Q{i}?", "heldout") for i in range(4)]
+    gap = axis.second_min_gap
+    samples = [
+        # both judges agree: kept
+        _sample("p0", "style", "warm", "w0", 0.8, second=0.05),
+        _sample("p0", "style", "blunt", "b0", -0.5, second=0.05 - 2 * gap),
+        # the second judge disagrees: dropped
+        _sample("p1", "style", "warm", "w1", 0.8, second=-0.02),
+        _sample("p1", "style", "blunt", "b1", -0.5, second=0.03),
+        # the second judge moves, but by less than its gap: dropped
+        _sample("p2", "style", "warm", "w2", 0.8, second=gap / 2),
+        _sample("p2", "style", "blunt", "b2", -0.5, second=0.0),
+        # the first judge fails: never reaches the second
+        _sample("p3", "style", "warm", "w3", 0.1, second=0.5),
+        _sample("p3", "style", "blunt", "b3", 0.0, second=-0.5),
+    ]
+    pairs, counts = pair_samples(prompts, [axis], samples)
+    assert [p.id for p in pairs] == ["p0:style"]
+    assert pairs[0].second_judge == "warmth"
+    assert pairs[0].chosen_second_score == pytest.approx(0.05)
+    c = counts["style"]
+    assert (c.first_judge_pairs, c.pairs_kept, c.heldout_pairs) == (3, 1, 1)
+    assert c.second_judge_agreement == pytest.approx(1 / 3, abs=1e-4)
+    assert (c.second_judge, c.second_min_gap) == ("warmth", gap)
+
+
+def test_samples_without_a_second_score_are_scored_when_paired():
+    axis = axes_by_name(["style"])[0]
+    prompts = [PromptItem("p0", "c", "Q?", "train")]
+    samples = [
+        _sample("p0", "style", "warm", "What a wonderful, delightful question!", 0.9),
+        _sample("p0", "style", "blunt", "A stupid, annoying question.", -0.7),
+    ]
+    pairs, _ = pair_samples(prompts, [axis], samples)
+    assert len(pairs) == 1
+    assert pairs[0].chosen_second_score is not None and pairs[0].chosen_second_score > 0
+    assert pairs[0].rejected_second_score is not None and pairs[0].rejected_second_score < 0
 
 
 def test_a_torn_last_sample_line_is_dropped_on_resume(tmp_path):
@@ -134,3 +246,32 @@ def test_an_edited_dataset_is_refused(tmp_path):
     (tmp_path / MANIFEST_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="langchain-pad data generate"):
         read_dataset(tmp_path)
+
+
+def test_the_cli_passes_samples_per_pole_and_prints_the_second_judge(monkeypatch, capsys):
+    import langchain_pad.datagen as datagen
+    from langchain_pad.cli import main
+
+    seen = {}
+    axis = axes_by_name(["style"])[0]
+    _, counts = pair_samples([PromptItem("p0", "c", "Q?", "train")], [axis], [])
+
+    def fake_generate(out, **kwargs):
+        seen.update(kwargs)
+        return DatasetManifest(
+            dataset_version="t",
+            created="now",
+            langchain_pad_version="0",
+            model="m",
+            seed=0,
+            settings={},
+            prompt_set={},
+            axes=counts,
+        )
+
+    monkeypatch.setattr(datagen, "generate_dataset", fake_generate)
+    assert main(["data", "generate", "--out", "x", "--axes", "style"]) == 0
+    assert seen["settings"].samples_per_pole == 1
+    assert main(["data", "generate", "--out", "x", "--samples-per-pole", "4"]) == 0
+    assert seen["settings"].samples_per_pole == 4
+    assert "warmth agreed with 0 of 0 pairs" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from langchain_pad.judges import (
     sentence_count,
     sentiment,
     syllables,
+    warmth,
 )
 
 
@@ -53,9 +54,32 @@ def test_sentiment_sign():
     assert sentiment("This is terrible, stupid and useless.") < -0.5
 
 
+def test_warmth_sign_and_bounds():
+    assert warmth("I am so delighted and thrilled, what a wonderful, joyful question!") > 0.2
+    assert warmth("That is a stupid, annoying question and I hate it.") < -0.1
+    assert warmth("") == 0.0
+    assert warmth("The cat sat on the mat.") == 0.0
+    assert warmth("delighted") == 1.0
+
+
+def test_warmth_is_per_word_so_length_does_not_dominate():
+    short = "What a wonderful question."
+    long = short + " The answer is that water boils at one hundred degrees." * 5
+    assert warmth(short) > warmth(long) > 0
+    assert warmth(short * 4) == pytest.approx(warmth(short))
+
+
+def test_warmth_is_a_tone_not_a_temperature():
+    # empath's own "warmth" category is physical heat; it is not one of the judge's
+    assert warmth("The furnace and the thermostat keep the boiling air balmy.") == 0.0
+
+
 def test_every_axis_names_a_known_judge_and_distinct_poles():
     for axis in DEFAULT_AXES:
         assert judge(axis.judge)("some text.") is not None
+        if axis.second_judge is not None:
+            assert judge(axis.second_judge)("some text.") is not None
+            assert axis.second_judge != axis.judge
         assert axis.low.name != axis.high.name
         assert axis.sign(axis.high.name) == 1 and axis.sign(axis.low.name) == -1
 
