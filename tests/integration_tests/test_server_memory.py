@@ -4,7 +4,7 @@ stated memory ceiling, and every request is answered or refused with a clear sta
 Runs ``benchmarks/server_memory.py``'s measurement on a real server process (RSS of
 the process and its children, sampled every 0.1 s). The committed figure is in
 ``benchmarks/results/server_memory.json``; the ceiling leaves a margin over it for a
-shared, noisy machine. Heavy (about 7 GB and over 10 minutes here): run it alone.
+shared, noisy machine. Heavy (about 4 GB and over 2 minutes here): run it alone.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("LANGCHAIN_PAD_HEAVY_TESTS") != "1",
-        reason="heavy (about 7 GB and over 10 minutes on 2 cores): set "
+        reason="heavy (about 4 GB and 2-3 minutes of both cores): set "
         "LANGCHAIN_PAD_HEAVY_TESTS=1 to run it",
     ),
 ]
@@ -40,9 +40,11 @@ def test_long_concurrent_prompts_stay_under_the_memory_ceiling(tmp_path):
     result = bench.measure(tmp_path / "server.log")
     assert result["alive"], "the server died under the load"
     assert len(result["statuses"]) == bench.CONCURRENT
-    # 504: the request timeout (600 s) ran out; on this 2-core machine the committed
-    # run answered all 8 so (one wave of 4 admitted by the token budget, 4 queued)
-    assert set(result["statuses"]) <= {200, 400, 413, 503, 504}, result
+    # Answered (200), or refused at the queue timeout (503) while earlier prompts still
+    # prefill: never left to run into the request timeout (504), as all 8 did before the
+    # queue timeout (one wave of 4 admitted by the token budget, then nothing in 600 s).
+    assert 200 in result["statuses"], result
+    assert set(result["statuses"]) <= {200, 503}, result
     for error in result["errors"]:
-        assert '"message"' in error, error  # a clear OpenAI-style error body
+        assert '"code":"queue_timeout"' in error and "retry later" in error, error
     assert result["peak_rss_gb"] < ceiling, result
