@@ -71,13 +71,17 @@ def prepare_call(
     runtime = model.get_runtime(model_name)
     tokenizer = runtime.loaded.tokenizer
     max_tokens = kwargs.get("max_tokens", model.max_tokens)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(
+            f"max_tokens must be an integer >= 1 (new tokens to generate), got {max_tokens!r}."
+        )
     tools = kwargs.get("tools")
     constraints = constraints_for(
         messages,
         tools=tools,
         tool_choice=kwargs.get("tool_choice"),
         response_format=kwargs.get("response_format"),
-        max_tokens=max_tokens if isinstance(max_tokens, int) else 256,
+        max_tokens=max_tokens,
         router=runtime.tool_router if tools else None,
     )
     prompt_ids = render_prompt(tokenizer, constraints.turns)

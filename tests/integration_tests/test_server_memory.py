@@ -4,26 +4,18 @@ stated memory ceiling, and every request is answered or refused with a clear sta
 Runs ``benchmarks/server_memory.py``'s measurement on a real server process (RSS of
 the process and its children, sampled every 0.1 s). The committed figure is in
 ``benchmarks/results/server_memory.json``; the ceiling leaves a margin over it for a
-shared, noisy machine. Heavy (about 4 GB and over 2 minutes here): run it alone.
+shared, noisy machine. About 4 GB and 2-3 minutes of both cores here.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.environ.get("LANGCHAIN_PAD_HEAVY_TESTS") != "1",
-        reason="heavy (about 4 GB and 2-3 minutes of both cores): set "
-        "LANGCHAIN_PAD_HEAVY_TESTS=1 to run it",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "server_memory.py"
 COMMITTED = BENCH.parent / "results" / "server_memory.json"
@@ -46,5 +38,5 @@ def test_long_concurrent_prompts_stay_under_the_memory_ceiling(tmp_path):
     assert 200 in result["statuses"], result
     assert set(result["statuses"]) <= {200, 503}, result
     for error in result["errors"]:
-        assert '"code":"queue_timeout"' in error and "retry later" in error, error
+        assert '"message"' in error and "queue_timeout=" in error and "retry later" in error, error
     assert result["peak_rss_gb"] < ceiling, result

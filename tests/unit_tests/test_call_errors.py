@@ -38,6 +38,9 @@ def test_bad_weights_name_the_parameter_and_the_form(llm, weights, message):
         ({"seed": 2**64}, r"seed"),
         ({"raw_weights": {"expertise": 1e6}}, r"raw_weights\['expertise'\] must be finite"),
         ({"plausibility": 1.0}, r"plausibility must be a number in \[0, 1\)"),
+        ({"max_tokens": "3"}, r"max_tokens must be an integer >= 1 .*got '3'"),
+        ({"max_tokens": 0}, r"max_tokens must be an integer >= 1"),
+        ({"max_tokens": True}, r"max_tokens must be an integer >= 1"),
     ],
 )
 def test_bad_sampling_values_name_the_parameter(llm, kwargs, message):
