@@ -355,21 +355,44 @@ def tool_options(request: ChatCompletionRequest) -> dict[str, Any]:
 
 
 def _tool_calls(message: ChatMessage, index: int) -> list[dict[str, Any]]:
-    """An assistant message's earlier tool calls (OpenAI form) as LangChain tool calls."""
-    raw = (message.model_extra or {}).get("tool_calls") or []
+    """An assistant message's earlier tool calls (OpenAI form) as LangChain tool calls.
+
+    Each must be ``{"id": ..., "type": "function", "function": {"name": str,
+    "arguments": "<JSON object>"}}``; anything else is a 400 naming the call, not a
+    call silently dropped or a 500.
+    """
+    raw = (message.model_extra or {}).get("tool_calls")
+    if raw is None:
+        return []
+    where = f"messages[{index}].tool_calls"
+    if not isinstance(raw, list):
+        raise RequestError(400, f"{where}: a list of tool calls is expected.", param=where)
     calls: list[dict[str, Any]] = []
-    for number, call in enumerate(raw if isinstance(raw, list) else []):
-        function = call.get("function", {}) if isinstance(call, dict) else {}
-        try:
-            args = json.loads(function.get("arguments") or "{}")
-        except ValueError:
+    for number, call in enumerate(raw):
+        at = f"{where}[{number}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise RequestError(
                 400,
-                f"messages[{index}].tool_calls[{number}].function.arguments: a JSON object "
-                "string is expected.",
-                param=f"messages[{index}].tool_calls[{number}]",
-            ) from None
-        calls.append({"name": str(function.get("name", "")), "args": args, "id": call.get("id")})
+                f'{at}: a tool call is expected, {{"id": ..., "type": "function", '
+                '"function": {"name": "...", "arguments": "{...}"}}.',
+                param=at,
+            )
+        call_id = call.get("id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise RequestError(400, f"{at}.id: a string is expected.", param=at)
+        arguments = function.get("arguments") or "{}"
+        try:
+            args = json.loads(arguments) if isinstance(arguments, str) else None
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            raise RequestError(
+                400,
+                f"{at}.function.arguments: a JSON object string is expected.",
+                param=at,
+            )
+        calls.append({"name": function["name"], "args": args, "id": call_id})
     return calls
 
 

@@ -142,6 +142,23 @@ def test_text_part_without_text_names_the_part(make_client):
     assert_400(post(client, image), "only text parts", "'image_url'")
 
 
+@pytest.mark.parametrize(
+    ("tool_calls", "words"),
+    [
+        ([None], "messages[0].tool_calls[0]: a tool call is expected"),
+        ("add", "messages[0].tool_calls: a list of tool calls is expected"),
+        ([{"function": {"name": "add", "arguments": "[1]"}}], "a JSON object string"),
+        ([{"function": {"name": "add", "arguments": "{"}}], "a JSON object string"),
+        ([{"id": 5, "function": {"name": "add", "arguments": "{}"}}], ".id: a string"),
+    ],
+)
+def test_malformed_earlier_tool_calls_are_named(make_client, tool_calls, words):
+    # found by the property test: [None] was a plain-text 500
+    message = {"role": "assistant", "content": "", "tool_calls": tool_calls}
+    response = post(make_client(), body(), messages=[message])
+    assert_400(response, words)
+
+
 def test_a_lone_surrogate_is_named(make_client):
     client = make_client()
     text = '{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
