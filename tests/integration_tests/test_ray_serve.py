@@ -306,7 +306,9 @@ def test_sqlite_is_refused_for_several_replicas(tmp_path):
 def test_ctrl_c_takes_the_service_and_its_ray_down(service):
     """Last in the module: SIGINT, as a terminal's Ctrl-C sends it."""
     service.process.send_signal(signal.SIGINT)
-    assert service.process.wait(60) == 0
+    # 60 s ran out once in a clean-clone CI run after 18 minutes of suite on 2 cores
+    # (the module alone shuts down in seconds); a real hang still fails here
+    assert service.process.wait(180) == 0
     log = service.log.read_text()
     assert "shutting down" in log and log.rstrip().endswith("stopped")
     with pytest.raises(httpx.HTTPError):
