@@ -108,6 +108,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from .server_auth import LOCAL, ApiKeys, Caller, check_bind
 from .server_feedback import ProfileService, profile_owner, validate_feedback
 from .server_limits import Admission, KeyLimits
+from .server_messages import to_langchain_messages
 from .server_metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from .server_requests import (
     ChatCompletionRequest,
@@ -116,7 +117,6 @@ from .server_requests import (
     RequestError,
     parse_body,
     read_body,
-    to_langchain_messages,
     validate_request,
 )
 from .server_resolve import CompletionResolver

@@ -15,12 +15,12 @@ import uuid
 from typing import Any
 
 from .server_auth import LOCAL, Caller, check_user
+from .server_messages import to_langchain_messages
 from .server_requests import (
     ChatCompletionRequest,
     PadOptions,
     RequestError,
     check_unsupported,
-    to_langchain_messages,
     tool_options,
 )
 from .server_responses import Completion

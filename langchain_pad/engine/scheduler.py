@@ -34,6 +34,7 @@ from langchain_pad.engine.tickets import (
     ticket_tokens,
 )
 from langchain_pad.engine.types import GenerationRequest, TokenEvent
+from langchain_pad.engine.waves import ActiveWave
 
 
 class BatchScheduler:
@@ -341,7 +342,7 @@ class BatchScheduler:
         """Up to ``max_waves`` waves at once, one decoding step of each in turn."""
         import torch
 
-        active: list[_ActiveWave] = []
+        active: list[ActiveWave] = []
         # One inference mode around all waves: each wave's generator enters and leaves
         # its own, interleaved with the others', which must never switch it off.
         with torch.inference_mode():
@@ -357,11 +358,11 @@ class BatchScheduler:
                         active.remove(current)
                         self._set_running(active)
 
-    def _set_running(self, active: list[_ActiveWave]) -> None:
+    def _set_running(self, active: list[ActiveWave]) -> None:
         with self._cond:
             self._running = [t for wave in active for t in wave.tickets]
 
-    def _ready_wave(self, active: list[_ActiveWave]) -> list[RequestTicket] | None:
+    def _ready_wave(self, active: list[ActiveWave]) -> list[RequestTicket] | None:
         """A new wave if requests wait and may start now (never blocks)."""
         with self._cond:
             if len(active) >= self.max_waves or not self._pending:
@@ -387,7 +388,7 @@ class BatchScheduler:
             ticket.deliver(None)
         return wave
 
-    def _start_wave(self, wave: list[RequestTicket]) -> _ActiveWave:
+    def _start_wave(self, wave: list[RequestTicket]) -> ActiveWave:
         stats = WaveStats()
         self._record_wave(len(wave), stats)  # before any caller can see its last event
         finished: set[int] = set()
@@ -403,49 +404,4 @@ class BatchScheduler:
             stats=stats,
             on_error=fail_row,
         )
-        return _ActiveWave(wave, events, stats, finished)
-
-
-class _ActiveWave:
-    """One wave's event stream, advanced a decoding step at a time."""
-
-    def __init__(
-        self,
-        tickets: list[RequestTicket],
-        events: Iterator[TokenEvent],
-        stats: WaveStats,
-        finished: set[int],
-    ) -> None:
-        self.tickets = tickets
-        self.events = events
-        self.stats = stats
-        self.finished = finished
-        """Rows whose stream has ended (shared with the wave's row-error sink)."""
-
-    def step(self) -> bool:
-        """Deliver the events of (about) one more forward pass; False once the wave ended."""
-        start = self.stats.forward_passes
-        delivered = 0
-        try:
-            while True:
-                event = next(self.events)
-                self.tickets[event.row].deliver(event)
-                if event.finish_reason is not None:
-                    self.finished.add(event.row)
-                if self.stats.forward_passes > start:
-                    delivered += 1
-                    if delivered >= self.stats.batch_sizes[-1]:
-                        return True
-        except StopIteration:
-            pass
-        except BaseException as exc:  # hand the failure to every caller still waiting
-            for row, ticket in enumerate(self.tickets):
-                if row not in self.finished:
-                    ticket.deliver(exc)
-                    self.finished.add(row)
-            if not isinstance(exc, Exception):
-                raise
-        for row, ticket in enumerate(self.tickets):
-            if row not in self.finished:
-                ticket.deliver(None)  # cancelled rows: end their streams
-        return False
+        return ActiveWave(wave, events, stats, finished)
