@@ -35,10 +35,14 @@ __all__ = [
 class PADStepRecord:
     """The chosen token of one guided row at one step, as the PAD guide scored it."""
 
-    reward: float
-    """``beta * w_p . phi(s, a)`` of the chosen token: what PAD added to its score."""
-    features: tuple[float, ...]
-    """``phi_i(s, a)`` per axis, in the reward model's axis order."""
+    reward: float | None
+    """``beta * w_p . phi(s, a)`` of the chosen token: what PAD added to its score.
+
+    None when the step was gated: the plausibility floor left only the base model's
+    first choice, so no reward could change the pick and none was computed (a runtime
+    built with ``gate=False`` scores every step)."""
+    features: tuple[float, ...] | None
+    """``phi_i(s, a)`` per axis, in the reward model's axis order (None: gated)."""
     base_logprob: float
     """``log pi_LM(a | s)`` of the chosen token under the base model."""
     base_rank: int
@@ -55,7 +59,7 @@ class PADStepRecord:
         """The record as one-element lists, the form chunk metadata merges safely."""
         return {
             "reward": [self.reward],
-            "features": [list(self.features)],
+            "features": [None if self.features is None else list(self.features)],
             "base_logprob": [self.base_logprob],
             "base_rank": [self.base_rank],
             "changed": [self.changed],

@@ -86,6 +86,7 @@ class PADRuntime:
         token_budget: int | None = DEFAULT_TOKEN_BUDGET,
         queue_timeout: float | None = None,
         prefill_budget: int | None = DEFAULT_PREFILL_BUDGET,
+        gate: bool = True,
     ) -> None:
         from langchain_pad.models import resolve_dtype
 
@@ -132,6 +133,12 @@ class PADRuntime:
         self.prefill_budget = prefill_budget
         """Most prompt tokens one wave prefills at once (see
         ``BatchScheduler.prefill_budget``)."""
+        if not isinstance(gate, bool):
+            raise ValueError(f"gate must be True or False, got {gate!r}.")
+        self.gate = gate
+        """Leave unscored the PAD steps the plausibility floor has already decided (only
+        the base model's first choice is plausible): the same picks, fewer adapter
+        forwards; those tokens' records carry no reward. False scores every token."""
         self._lock = threading.RLock()
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
@@ -210,7 +217,7 @@ class PADRuntime:
                 )
                 self._scheduler = BatchScheduler(
                     engine,
-                    guide=PADGuide(default_candidates=self.candidates),
+                    guide=PADGuide(default_candidates=self.candidates, gate=self.gate),
                     max_batch_size=self._max_batch_size,
                     batch_window=self._batch_window,
                     max_waves=self._max_waves,

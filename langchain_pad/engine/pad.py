@@ -12,6 +12,13 @@ One wave may mix plain rows and rows guided by different reward models (one runt
 serves them all): rows are grouped by reward model, each group keeps its own adapter
 cache over its own rows, and plain rows run no adapter at all.
 
+**Gated reward calls** (``gate=True``, the default): where the plausibility floor leaves
+only the base model's first choice, no reward can change the pick (greedy or sampled),
+so the step is not scored at all. The adapter then only collects the trunk's hidden
+states, and catches its cache up in one multi-token forward at the next step that is
+scored. The picks are those of scoring every step (up to float rounding of the batched
+catch-up); such a token's record has no reward (``PADStepRecord.reward`` is None).
+
 ``normalize="candidates"`` (default) normalizes both ``pihat_theta_i`` and ``pi_ref``
 over the K candidates instead of the whole vocabulary. The two normalizers are constant
 across the candidates of a step, so rewards differ from the vocabulary-normalized ones
@@ -111,6 +118,7 @@ class PADGuide:
         *,
         default_candidates: int = 10,
         normalize: Normalization = "candidates",
+        gate: bool = True,
     ) -> None:
         if normalize not in ("candidates", "vocab"):
             raise ValueError(f"normalize must be 'candidates' or 'vocab', got {normalize!r}.")
@@ -119,9 +127,11 @@ class PADGuide:
         self.reward_model = reward_model
         self.default_candidates = default_candidates
         self.normalize: Normalization = normalize
+        self.gate = gate
+        """Skip scoring steps the plausibility floor has already decided (see above)."""
 
     def start(self, payloads: Sequence[Any]) -> PADSession:
-        return PADSession(payloads, self.reward_model, self.normalize)
+        return PADSession(payloads, self.reward_model, self.normalize, gate=self.gate)
 
 
 class _Group:
@@ -140,6 +150,11 @@ class _Group:
         """Per row, ``log(plausibility)`` (``-inf``: no floor)."""
         self.cache = DynamicCache(config=rm.adapter.config)
         self.adapted: torch.Tensor | None = None
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        """Trunk hidden states and position ids of forwards the adapter has not run on
+        yet (``[G, new, H]``, ``[G, new]``): gated steps leave them for one catch-up."""
+        self.mask: torch.Tensor | None = None
+        """The attention mask of the latest forward, over this group's rows."""
 
     def freeze(self) -> None:
         self.index = torch.tensor(self.positions, dtype=torch.long)
@@ -149,11 +164,22 @@ class _Group:
 
     def observe(self, forward: ForwardOutput) -> None:
         trunk = forward.hidden_states[self.rm.trunk_layer][self.index]
+        self.pending.append((trunk, forward.position_ids[self.index]))
+        self.mask = forward.attention_mask[self.index]
+        self.adapted = None
+
+    def catch_up(self) -> None:
+        """Run the adapter over every position it has not seen, in one forward."""
+        if not self.pending:
+            return
+        if len(self.pending) == 1:
+            trunk, positions = self.pending[0]
+        else:
+            trunk = torch.cat([t for t, _ in self.pending], dim=1)
+            positions = torch.cat([p for _, p in self.pending], dim=1)
+        self.pending = []
         adapted = self.rm.adapt(
-            trunk,
-            attention_mask=forward.attention_mask[self.index],
-            position_ids=forward.position_ids[self.index],
-            cache=self.cache,
+            trunk, attention_mask=self.mask, position_ids=positions, cache=self.cache
         )
         self.adapted = adapted[:, -1]
 
@@ -205,12 +231,20 @@ class _Group:
             self.cache.batch_select_indices(local)
             if self.adapted is not None:
                 self.adapted = self.adapted[local]
+            self.pending = [(t[local], p[local]) for t, p in self.pending]
+            if self.mask is not None:
+                self.mask = self.mask[local]
             self.weights = [self.weights[i] for _, i in kept]
             self.betas = [self.betas[i] for _, i in kept]
             self.floors = [self.floors[i] for _, i in kept]
         self.positions = [new for new, _ in kept]
         self.freeze()
         return True
+
+
+_Part = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+"""One group's share of a step: its positions, ``phi`` and rewards (None: gated), and
+which of its rows the floor had decided (None: the session scores every step)."""
 
 
 class PADSession:
@@ -221,8 +255,13 @@ class PADSession:
         payloads: Sequence[Any],
         default_reward_model: PersonalizedRewardModel | None = None,
         normalize: Normalization = "candidates",
+        *,
+        gate: bool = True,
     ) -> None:
         self.rows = len(payloads)
+        self.gate = gate
+        self.gated_steps = 0
+        """Group steps left unscored because the floor had decided them (benchmarks)."""
         groups: dict[tuple[int, str], _Group] = {}
         for row, payload in enumerate(payloads):
             if payload is None:
@@ -250,7 +289,7 @@ class PADSession:
         self.groups = list(groups.values())
         for group in self.groups:
             group.freeze()
-        self._chosen_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._chosen_parts: list[_Part] = []
         self._base_logprobs: torch.Tensor | None = None
         self._base_choice: torch.Tensor | None = None
 
@@ -265,19 +304,31 @@ class PADSession:
             at, members = group.among(step.rows)
             if len(at) == 0:
                 continue  # none of this group's rows is decided at this step
-            phi = group.phi(step.candidate_ids[at], step.base_logprobs[at], members)  # [G, K, d]
             weights, betas = group.weight_matrix, group.beta_vector
             floors = group.floor_vector
             if members is not None:
                 weights, betas, floors = weights[members], betas[members], floors[members]
-            r = betas.unsqueeze(1) * (phi @ weights.unsqueeze(-1))[..., 0]
             # The plausibility floor, relative to the best candidate's (penalized, masked)
             # score: column 0, as candidates come best first. The best candidate always
             # passes, so a zero reward still picks what plain decoding picks.
             scores = step.scores[at]
-            r = r.masked_fill(scores < scores[:, :1] + floors.unsqueeze(1), float("-inf"))
+            implausible = scores < scores[:, :1] + floors.unsqueeze(1)
+            decided = implausible[:, 1:].all(dim=1)  # [G]: only the first choice passes
+            if self.gate and bool(decided.all()):
+                # only the first choice passes for every row: no reward can change a
+                # pick, so none is computed (the adapter catches up when one can)
+                reward[at] = torch.zeros_like(scores).masked_fill(implausible, float("-inf"))
+                self._chosen_parts.append((at, None, None, decided))
+                self.gated_steps += 1
+                continue
+            group.catch_up()
+            phi = group.phi(step.candidate_ids[at], step.base_logprobs[at], members)  # [G, K, d]
+            r = betas.unsqueeze(1) * (phi @ weights.unsqueeze(-1))[..., 0]
+            r = r.masked_fill(implausible, float("-inf"))
             reward[at] = r  # eq. 6
-            self._chosen_parts.append((at, phi, r))
+            # a decided row's record reads as gated whether or not its batch mates
+            # made the group score this step: a row's records depend on it alone
+            self._chosen_parts.append((at, phi, r, decided if self.gate else None))
         self._base_logprobs = step.base_logprobs
         # Candidates come best base score first: column 0 is what the base model would
         # have picked here, kept so explanations can name the token PAD replaced.
@@ -294,15 +345,21 @@ class PADSession:
         rows = torch.arange(len(chosen))
         base = self._base_logprobs[rows, chosen].tolist()
         base_choice = self._base_choice.tolist()
-        for at, phi, reward in self._chosen_parts:
+        for at, phi, reward, decided in self._chosen_parts:
             local = torch.arange(len(at))
             picked = chosen[at]
-            rewards = reward[local, picked].tolist()
-            features = phi[local, picked].tolist()
+            rewards: list[float | None] = [None] * len(at)
+            features: list[tuple[float, ...] | None] = [None] * len(at)
+            if phi is not None and reward is not None:  # scored (not gated)
+                rewards = list(reward[local, picked].tolist())
+                features = [tuple(f) for f in phi[local, picked].tolist()]
+                if decided is not None:
+                    for i in decided.nonzero().flatten().tolist():
+                        rewards[i], features[i] = None, None
             for i, row in enumerate(at.tolist()):
                 out[row] = PADStepRecord(
                     reward=rewards[i],
-                    features=tuple(features[i]),
+                    features=features[i],
                     base_logprob=base[row],
                     base_rank=ranks[row],
                     base_token_id=base_choice[row],

@@ -90,18 +90,25 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     return {"choices": body["choices"], "usage": body["usage"], "ids": tokens["token_ids"]}
 
 
-def _floats(response: httpx.Response) -> list[float]:
-    """The per-token numbers: base log-probs and PAD rewards."""
+def _floats(response: httpx.Response) -> list[float | None]:
+    """The per-token numbers: base log-probs and PAD rewards (None: a gated step)."""
     tokens = response.json()["pad"]["tokens"]
     return [*tokens["token_logprobs"], *tokens["reward"]]
 
 
 def _largest_gap(a: list[httpx.Response], b: list[httpx.Response]) -> float:
     return max(
-        abs(x - y)
+        _gap(x, y)
         for ra, rb in zip(a, b, strict=True)
         for x, y in zip(_floats(ra), _floats(rb), strict=True)
     )
+
+
+def _gap(x: float | None, y: float | None) -> float:
+    """Both gated: no gap; one gated and not the other: as far apart as can be."""
+    if x is None or y is None:
+        return 0.0 if x is y else float("inf")
+    return abs(x - y)
 
 
 def _twin(title: str) -> dict[str, Any]:

@@ -166,3 +166,75 @@ def test_the_plausibility_floor_bounds_what_a_reward_can_lift(tiny_engine, tiny_
 def test_a_bad_plausibility_names_the_range(bad):
     with pytest.raises(ValueError, match=r"plausibility must be a number in \[0, 1\)"):
         PADGuidance((0.0, 0.0, 0.0), plausibility=bad)
+
+
+# ---------------------------------------------------------------------- gated reward calls
+
+
+def gate_req(prompt: bytes, weights, plausibility: float, n: int, **params) -> GenerationRequest:
+    guidance = PADGuidance(tuple(weights), plausibility=plausibility)
+    return GenerationRequest(tuple(prompt), SamplingParams(n, **params), guidance)
+
+
+@pytest.mark.parametrize("params", [{}, {"temperature": 0.9, "seed": 3}])
+def test_gated_steps_pick_what_scoring_every_step_picks(tiny_engine, tiny_model, params):
+    """A floor so high that some steps leave only the first choice: those go unscored
+    (no reward in their record), and the adapter's catch-up over them gives the same
+    picks and the same rewards at the scored steps as scoring every step. Rows of
+    different lengths leave the batch while unscored positions are still pending."""
+    rm = perturbed(tiny_model, scale=0.5)
+    gated, every = PADGuide(rm), PADGuide(rm, gate=False)
+    requests = [
+        gate_req(PROMPTS[i % 3], w, p, n, **params)
+        for i, (w, p, n) in enumerate(
+            [((6, 0, 0), 0.995, 24), ((0, -6, 3), 0.99, 9), ((-4, 2, 0), 0.999, 17)]
+        )
+    ]
+    for batch in ([requests[0]], requests):
+        fast = tiny_engine.generate(batch, gated)
+        slow = tiny_engine.generate(batch, every)
+        unscored = scored = 0
+        for a, b in zip(fast, slow, strict=True):
+            assert a.token_ids == b.token_ids
+            assert len(a.records) == len(b.records) == len(a.token_ids)
+            for ra, rb in zip(a.records, b.records, strict=True):
+                assert rb.reward is not None and rb.features is not None
+                assert (ra.base_rank, ra.base_token_id) == (rb.base_rank, rb.base_token_id)
+                if ra.reward is None:
+                    unscored += 1
+                    assert ra.features is None and ra.base_rank == 0 and not ra.changed
+                else:
+                    scored += 1
+                    assert ra.reward == pytest.approx(rb.reward, abs=1e-4)
+                    assert ra.features == pytest.approx(rb.features, abs=1e-4)
+        assert unscored > 0 and scored > 0  # the case under test happened
+
+
+def test_without_a_floor_every_step_is_scored(tiny_engine, tiny_model):
+    rm = perturbed(tiny_model, scale=0.5)
+    out = tiny_engine.generate([gate_req(PROMPTS[1], (3, 0, 0), 0.0, 16)], PADGuide(rm))[0]
+    assert all(r.reward is not None for r in out.records)
+
+
+def test_a_gated_record_still_merges_into_chunk_lists():
+    record = PADStepRecord(
+        reward=None, features=None, base_logprob=-0.01, base_rank=0, base_token_id=7
+    )
+    lists = record.chunk_lists()
+    assert lists["reward"] == [None] and lists["features"] == [None]
+    assert lists["changed"] == [False] and lists["base_token_id"] == [7]
+
+
+def test_a_rows_gated_records_do_not_depend_on_its_batch_mates(tiny_engine, tiny_model):
+    """Beside a row the floor never decides (so the group scores every step), a row's
+    own decided steps still read as gated: its records are what it gets alone."""
+    guide = PADGuide(perturbed(tiny_model, scale=0.5))
+    row = gate_req(PROMPTS[0], (6, 0, 0), 0.995, 24)
+    alone = tiny_engine.generate([row], guide)[0]
+    beside = tiny_engine.generate([row, gate_req(PROMPTS[1], (2, 0, 0), 0.0, 24)], guide)
+    assert beside[0].token_ids == alone.token_ids
+    assert [r.reward is None for r in beside[0].records] == [
+        r.reward is None for r in alone.records
+    ]
+    assert any(r.reward is None for r in alone.records)
+    assert all(r.reward is not None for r in beside[1].records)
