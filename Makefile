@@ -69,8 +69,12 @@ benchmark: install
 	$(PY) benchmarks/speed.py
 
 # Our decoding against llama.cpp on the same GGUF; the extra compiles llama.cpp (minutes).
+# llama.cpp's default native build (-march=native) died with a general protection fault
+# in libggml-cpu on an AMX Xeon; the portable AVX2/AVX-512 build runs everywhere here.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 bench-llamacpp: install
-	$(PIP) install --quiet -e ".[bench-llamacpp]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -e ".[bench-llamacpp]"
 	$(PY) benchmarks/llama_cpp.py
 
 # The default PersRM, end to end (see langchain_pad/default_persrm/README.md).

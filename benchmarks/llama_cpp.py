@@ -8,7 +8,9 @@ same model. This benchmark runs, in one process and interleaved:
   banned through ``logit_bias`` so that every answer is exactly N tokens, batch 1;
 * ``plain``: ``PADChatModel(...).invoke(prompt)``, batch 1, for each dtype asked;
 * ``pad``: ``PADChatModel(...).invoke(prompt, weights=...)`` on the shipped default
-  PersRM, batch 1;
+  PersRM, batch 1, with the runtime's defaults (gated reward calls: steps the
+  plausibility floor has decided are not scored);
+* ``pad_every``: the same with ``PADRuntime(gate=False)``: every step scored;
 * ``plain_b8``: ``PADChatModel(...).batch(prompts)`` on eight prompts at once (one real
   batch: one forward pass per step for all rows), aggregate tokens/s.
 
@@ -95,13 +97,16 @@ def _import_llama_cpp() -> Any:
         sys.path[:] = saved
 
 
-def our_models(dtype: str, new_tokens: int) -> tuple[PADChatModel, dict[str, Any]]:
+def our_models(dtype: str, new_tokens: int) -> tuple[PADChatModel, PADChatModel, dict[str, Any]]:
+    """The chat model on the runtime's defaults, and one that scores every PAD step."""
     loaded = load_model(dtype=dtype)
     no_eos = dataclasses.replace(loaded, eos_token_ids=frozenset())  # exactly N tokens
     runtime = PADRuntime.from_loaded(no_eos, dtype=loaded_dtype(loaded))
+    every = PADRuntime.from_loaded(no_eos, dtype=loaded_dtype(loaded), gate=False)
     llm = PADChatModel(runtime=runtime, max_tokens=new_tokens)
+    llm_every = PADChatModel(runtime=every, max_tokens=new_tokens)
     params = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-    return llm, {"dtype": loaded_dtype(loaded), "weight_bytes": params}
+    return llm, llm_every, {"dtype": loaded_dtype(loaded), "weight_bytes": params}
 
 
 def loaded_dtype(loaded: Any) -> Any:
@@ -121,24 +126,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = args.new_tokens
     systems: dict[str, Callable[[], int]] = {}
     facts: dict[str, Any] = {}
+    texts: dict[str, list[str]] = {}
+    """The latest PAD answers per system: gated and every-step runs should agree."""
+
+    def guided(llm: PADChatModel, key: str) -> int:
+        messages = [llm.invoke(p, weights=PAD_WEIGHTS) for p in prompts]
+        texts[key] = [str(m.content) for m in messages]
+        return sum(_tokens(m) for m in messages)
+
     if not args.skip_llama_cpp:
         llama, facts["llama_cpp"] = llama_cpp_runner(args.threads, n)
         systems["llama.cpp"] = lambda: sum(llama(p) for p in prompts)
     for dtype in args.dtypes:
-        llm, facts[dtype] = our_models(dtype, n)
+        llm, llm_every, facts[dtype] = our_models(dtype, n)
         name = facts[dtype]["dtype"]
 
         def plain(llm: PADChatModel = llm) -> int:
             return sum(_tokens(llm.invoke(p)) for p in prompts)
 
-        def pad(llm: PADChatModel = llm) -> int:
-            return sum(_tokens(llm.invoke(p, weights=PAD_WEIGHTS)) for p in prompts)
+        def pad(llm: PADChatModel = llm, key: str = f"pad {name}") -> int:
+            return guided(llm, key)
+
+        def pad_every(llm: PADChatModel = llm_every, key: str = f"pad_every {name}") -> int:
+            return guided(llm, key)
 
         def plain_b8(llm: PADChatModel = llm) -> int:
             return sum(_tokens(m) for m in llm.batch(batch_prompts))
 
         systems[f"plain {name}"] = plain
         systems[f"pad {name}"] = pad
+        systems[f"pad_every {name}"] = pad_every
         systems[f"plain_b8 {name}"] = plain_b8
     for name, call in systems.items():  # warm-up (weights, PersRM, kernels)
         print(f"warm-up {name}", flush=True)
@@ -154,10 +171,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rates[name].append(tokens / seconds)
             print(f"repeat {repeat + 1} {name}: {tokens / seconds:.1f} tok/s", flush=True)
     medians = {name: statistics.median(r) for name, r in rates.items()}
+    agreement = {
+        name: sum(
+            a == b for a, b in zip(texts[f"pad {name}"], texts[f"pad_every {name}"], strict=True)
+        )
+        for name in (facts[d]["dtype"] for d in args.dtypes)
+    }
     ratios: dict[str, float] = {}
     for dtype in args.dtypes:
         name = facts[dtype]["dtype"]
         ratios[f"pad / plain ({name})"] = medians[f"pad {name}"] / medians[f"plain {name}"]
+        ratios[f"pad_every / plain ({name})"] = (
+            medians[f"pad_every {name}"] / medians[f"plain {name}"]
+        )
         ratios[f"plain_b8 / plain ({name})"] = (
             medians[f"plain_b8 {name}"] / medians[f"plain {name}"]
         )
@@ -172,6 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_s": rates,
         "median": medians,
         "ratios": ratios,
+        "gated_equals_every_step": agreement,
         "facts": facts,
         "machine": machine_info(load_model(dtype=args.dtypes[0])),
         "argv": sys.argv[1:],
@@ -198,7 +225,12 @@ def render(report: dict[str, Any]) -> str:
         runs = ", ".join(f"{r:.1f}" for r in report["tokens_per_s"][name])
         lines.append(f"| {name} | {median:.1f} | {runs} |")
     lines += ["", "| ratio | value |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.2f}x |" for k, v in report["ratios"].items()]
+    lines += [f"| {k} | {v:.3f}x |" for k, v in report["ratios"].items()]
+    lines += ["", "Gated PAD answers equal to every-step PAD answers (of the batch-1 prompts):"]
+    lines += [
+        f"{name} {same}/{report['prompts_batch1']}"
+        for name, same in report["gated_equals_every_step"].items()
+    ]
     lines += ["", "## What each system reads per token", ""]
     for key, value in report["facts"].items():
         if key == "llama_cpp":
