@@ -329,15 +329,22 @@ def serve_replicas(
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         deploy(settings, profiles=profiles, options=options, host=host, port=port, out=out)
         print(f"Ray address: {ray.get_runtime_context().gcs_address}", file=out, flush=True)
         while not stop.wait(0.5):
-            pass
+            # Ctrl-C sets the event as SIGTERM does. Ray's driver swaps SIGINT handlers
+            # around some of its calls (DeferSigint); once, at the end of a loaded test
+            # suite, Ctrl-C then reached a deferring handler and the service never
+            # stopped. Only this loop runs on the main thread now, so it owns SIGINT.
+            if signal.getsignal(signal.SIGINT) is not on_signal:
+                signal.signal(signal.SIGINT, on_signal)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         print("shutting down ...", file=out, flush=True)
         if ray_address is None:
             serve.shutdown()  # type: ignore[no-untyped-call]

@@ -92,7 +92,11 @@ def test_bound_weights_and_beta(reward_model_dir):
     assert result.response_metadata["pad_beta"] == 0.5
     record_rewards = result.response_metadata["pad"]["reward"]
     features = result.response_metadata["pad"]["features"]
-    assert record_rewards == pytest.approx([0.5 * 2.0 * f[0] for f in features], abs=1e-4)
+    # tokens the plausibility floor decided are not scored (no reward, no features)
+    assert [r is None for r in record_rewards] == [f is None for f in features]
+    scored = [(r, f) for r, f in zip(record_rewards, features, strict=True) if r is not None]
+    assert scored
+    assert [r for r, _ in scored] == pytest.approx([0.5 * 2.0 * f[0] for _, f in scored], abs=1e-4)
 
 
 def test_batch_of_users_equals_each_user_alone(loaded, chat_ids, reward_model):
