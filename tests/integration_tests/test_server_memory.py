@@ -19,7 +19,12 @@ pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "server_memory.py"
 COMMITTED = BENCH.parent / "results" / "server_memory.json"
-MARGIN = 1.5
+MARGIN = 1.75
+"""Over the committed peak (3.67 GB, a run that answered 2 of 8 and refused 6 at the
+queue timeout). A faster machine answers more of them, one after another within the
+token budget, and holds more caches: 5.72 GB with all 8 answered in a clean-clone run.
+1.75x (6.4 GB) covers that and still fails at the 6.86 GB the server used before the
+queue timeout and prefill budget."""
 """The ceiling: the committed peak times this (issue 17's unbounded server: 10.8 GB)."""
 
 
