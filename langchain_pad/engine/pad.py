@@ -260,8 +260,6 @@ class PADSession:
     ) -> None:
         self.rows = len(payloads)
         self.gate = gate
-        self.gated_steps = 0
-        """Group steps left unscored because the floor had decided them (benchmarks)."""
         groups: dict[tuple[int, str], _Group] = {}
         for row, payload in enumerate(payloads):
             if payload is None:
@@ -319,7 +317,6 @@ class PADSession:
                 # pick, so none is computed (the adapter catches up when one can)
                 reward[at] = torch.zeros_like(scores).masked_fill(implausible, float("-inf"))
                 self._chosen_parts.append((at, None, None, decided))
-                self.gated_steps += 1
                 continue
             group.catch_up()
             phi = group.phi(step.candidate_ids[at], step.base_logprobs[at], members)  # [G, K, d]
