@@ -20,7 +20,7 @@ class ServerSettings:
     """PersRM directory, ``"default"`` (the shipped one) or None (no personalization)."""
     served_model_name: str | None = None
     """Name clients pass as ``model``; defaults to ``model``."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "float32"
     default_max_tokens: int = 256
     """``max_tokens`` of a request that names none (capped by ``max_tokens_limit``)."""
     max_tokens_limit: int = 1024

@@ -77,6 +77,9 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     eos_token_ids: frozenset[int]
     context_length: int
+    dtype: str = "float32"
+    """The weight dtype it was loaded in (``int8``: quantized linears on bfloat16), so
+    that reports and runtimes built on it name what it is, not its activations' dtype."""
 
 
 def default_reward_model_path() -> Path:
@@ -241,8 +244,9 @@ _cache: dict[tuple[str, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-"""Weight dtypes a model can be loaded in; ``auto`` picks :func:`best_cpu_dtype`."""
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+"""Weight dtypes a model can be loaded in; ``auto`` picks :func:`best_cpu_dtype`;
+``int8`` is bfloat16 with weight-only int8 linear layers (:mod:`langchain_pad.quantization`)."""
 
 
 def cpu_has_fast_bfloat16() -> bool:
@@ -280,7 +284,12 @@ def resolve_dtype(dtype: str) -> str:
 def _dtype_from_name(dtype: str) -> torch.dtype:
     import torch
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    dtypes = {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+        "int8": torch.bfloat16,  # the activations' dtype; linears are then quantized
+    }
     if dtype not in dtypes:
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}.")
     return dtypes[dtype]
@@ -301,7 +310,8 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> froz
 def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> LoadedModel:
     """Load (once per process) a causal LM and its tokenizer, frozen and in eval mode.
 
-    ``dtype`` is a weight dtype name, or ``auto`` for :func:`best_cpu_dtype`.
+    ``dtype`` is a weight dtype name, or ``auto`` for :func:`best_cpu_dtype`; ``int8``
+    loads bfloat16 weights and quantizes every linear layer (weight-only, per channel).
     """
     dtype = resolve_dtype(dtype)
     location = resolve_model_location(name_or_path)
@@ -331,6 +341,10 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
             ) from exc
         model.train(False)  # eval mode: no dropout
         model.requires_grad_(False)
+        if dtype == "int8":
+            from langchain_pad.quantization import quantize_linears_int8
+
+            quantize_linears_int8(model)
         context = int(
             getattr(model.config, "max_position_embeddings", 0)
             or getattr(tokenizer, "model_max_length", 2048)
@@ -342,6 +356,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
             tokenizer=tokenizer,
             eos_token_ids=_eos_ids(model, tokenizer),
             context_length=context,
+            dtype=dtype,
         )
         _cache[key] = loaded
         return loaded

@@ -89,6 +89,12 @@ def backbone_fingerprint(model: PreTrainedModel) -> str:
     return digest.hexdigest()[:16]
 
 
+def _is_quantized(stack: Any) -> bool:
+    from langchain_pad.quantization import Int8WeightOnlyLinear
+
+    return any(isinstance(m, Int8WeightOnlyLinear) for m in stack.modules())
+
+
 def _decoder_stack(model: PreTrainedModel) -> Any:
     """The backbone's decoder module (``model.model`` for llama-style models)."""
     inner = getattr(model, "model", None)
@@ -112,11 +118,21 @@ class PersonalizedRewardModel(torch.nn.Module):
         adapted_layers: int = 4,
         backbone: str = "",
         axis_descriptions: dict[str, dict[str, str]] | None = None,
+        init_from_trunk: bool = True,
     ) -> None:
+        """``init_from_trunk``: start the adapter as a copy of the backbone's last layers
+        (a new PersRM, to train); False when its weights are loaded next (:meth:`load`),
+        which is what works on a quantized (``dtype="int8"``) backbone."""
         super().__init__()
         from transformers import AutoModel
 
         stack = _decoder_stack(base)
+        if init_from_trunk and _is_quantized(stack):
+            raise ValueError(
+                "A new PersRM starts from the backbone's own layers, and this backbone's "
+                "are quantized (dtype='int8'). Train on a float32 or bfloat16 backbone; the "
+                "trained PersRM then loads on the int8 one."
+            )
         num_layers = len(stack.layers)
         if not 1 <= adapted_layers < num_layers:
             raise ValueError(
@@ -146,9 +162,11 @@ class PersonalizedRewardModel(torch.nn.Module):
         if isinstance(getattr(adapter_config, "layer_types", None), list):
             adapter_config.layer_types = adapter_config.layer_types[-adapted_layers:]
         self.adapter: Any = AutoModel.from_config(adapter_config)  # type: ignore[no-untyped-call]
-        for i in range(adapted_layers):
-            self.adapter.layers[i].load_state_dict(stack.layers[self.trunk_layer + i].state_dict())
-        self.adapter.norm.load_state_dict(stack.norm.state_dict())
+        if init_from_trunk:
+            for i in range(adapted_layers):
+                trunk_layer = stack.layers[self.trunk_layer + i]
+                self.adapter.layers[i].load_state_dict(trunk_layer.state_dict())
+            self.adapter.norm.load_state_dict(stack.norm.state_dict())
         self.adapter.to(dtype=base.dtype)
         hidden = self.config.hidden_size
         eye = torch.eye(hidden, dtype=base.dtype)
@@ -409,6 +427,7 @@ class PersonalizedRewardModel(torch.nn.Module):
             adapted_layers=config.adapted_layers,
             backbone=config.backbone,
             axis_descriptions=config.axis_descriptions,
+            init_from_trunk=False,
         )
         tensors = load_file(str(weights_path))
         heads = tensors.pop("heads")
@@ -422,4 +441,10 @@ class PersonalizedRewardModel(torch.nn.Module):
         with torch.no_grad():
             model.heads.copy_(heads.to(model.heads.dtype))
         model.adapter.to(dtype=base.dtype)
+        if _is_quantized(_decoder_stack(base)):
+            from langchain_pad.quantization import quantize_linears_int8
+
+            # The adapter's layers are most of a PAD step's extra cost: on an int8
+            # backbone, float ones would make a guided token dearer than on float32.
+            quantize_linears_int8(model.adapter)
         return model

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PADRuntime"]
 
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 
 DEFAULT_TOKEN_BUDGET = 32768
 """Prompt + new tokens a runtime decodes at once by default. For the embedded model a
@@ -177,7 +177,16 @@ class PADRuntime:
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, **settings: Any) -> PADRuntime:
-        """A runtime over a model already in memory (your own, or a test's tiny one)."""
+        """A runtime over a model already in memory (your own, or a test's tiny one).
+
+        Its dtype is the model's own (``loaded.dtype``): naming another would make the
+        runtime report, and key its reward models by, weights it does not have."""
+        dtype = settings.setdefault("dtype", loaded.dtype)
+        if dtype != loaded.dtype:
+            raise ValueError(
+                f"from_loaded(dtype={dtype!r}) but the model was loaded as {loaded.dtype!r}; "
+                "leave dtype out, or load the model in the dtype you want."
+            )
         runtime = cls(loaded.name, **settings)
         runtime._loaded = loaded
         return runtime
