@@ -1,7 +1,8 @@
-"""bfloat16 against float32: greedy agreement, perplexity ratio and speed, one run.
+"""Other weight dtypes against float32: greedy agreement, perplexity ratios, speed, one run.
 
-``dtype="auto"`` loads bfloat16 weights on CPUs with native bfloat16 arithmetic. This
-says what that costs in answers: the project's held-out prompts (the ``heldout`` split
+``dtype="auto"`` loads bfloat16 weights on CPUs with native bfloat16 arithmetic, and
+``dtype="int8"`` quantizes the linear layers' weights. This says what each costs in
+answers: the project's held-out prompts (the ``heldout`` split
 of ``langchain_pad/data/prompts.json``) are decoded greedily in both dtypes, in batches,
 with every row forced to N new tokens (EOS is an ordinary token here, as in
 ``speed.py``), and the report counts
@@ -9,8 +10,10 @@ with every row forced to N new tokens (EOS is an ordinary token here, as in
 * rows whose N tokens are identical, and where the others first differ;
 * the perplexity of the float32 answers under each model (teacher-forced over the
   prompt + answer, answer tokens scored). float32 scores its own greedy answers, so the
-  ratio bf16 / fp32 measures how much the rounding moves the distribution, and is
+  ratio to float32 measures how much the rounding moves the distribution, and is
   >= 1 in expectation;
+* the float32 model's perplexity of each dtype's own answers, against its own: whether
+  the other continuations read as fluent;
 * tokens/s of each dtype's decoding (same batches, same order, interleaved by batch).
 
 Run ``python benchmarks/dtype_agreement.py --help``.
@@ -24,7 +27,7 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,6 @@ from langchain_pad.engine import DecodingEngine, GenerationRequest, SamplingPara
 from langchain_pad.models import LoadedModel, load_model
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-DTYPES = ("float32", "bfloat16")
 
 
 def encode(lm: LoadedModel, texts: Sequence[str]) -> list[tuple[int, ...]]:
@@ -67,8 +69,9 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
+    dtypes = ("float32", *args.dtypes)
     texts = [p.text for p in load_prompts() if p.split == "heldout"][: args.prompts]
-    models = {dt: load_model(args.model, dtype=dt) for dt in DTYPES}
+    models = {dt: load_model(args.model, dtype=dt) for dt in dtypes}
     engines = {
         dt: DecodingEngine(
             lm.model, lm.tokenizer, eos_token_ids=frozenset(), context_length=lm.context_length
@@ -77,69 +80,100 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     prompts = encode(models["float32"], texts)
     params = SamplingParams(max_new_tokens=args.new_tokens)
-    answers: dict[str, list[list[int]]] = {dt: [] for dt in DTYPES}
-    seconds = dict.fromkeys(DTYPES, 0.0)
-    for dt in DTYPES:  # warm-up: one short batch each
+    answers: dict[str, list[list[int]]] = {dt: [] for dt in dtypes}
+    seconds = dict.fromkeys(dtypes, 0.0)
+    for dt in dtypes:  # warm-up: one short batch each
         engines[dt].generate([GenerationRequest(prompts[0], SamplingParams(max_new_tokens=4))])
     for start in range(0, len(prompts), args.batch):
         batch = [GenerationRequest(p, params) for p in prompts[start : start + args.batch]]
-        order = DTYPES if (start // args.batch) % 2 == 0 else DTYPES[::-1]
+        order = dtypes if (start // args.batch) % 2 == 0 else dtypes[::-1]
         for dt in order:
             began = time.perf_counter()
             outs = engines[dt].generate(batch)
             seconds[dt] += time.perf_counter() - began
             answers[dt].extend(o.token_ids for o in outs)
-    pairs = zip(answers["float32"], answers["bfloat16"], strict=True)
-    diffs = [first_difference(a, b) for a, b in pairs]
-    nll = {dt: 0.0 for dt in DTYPES}
-    for prompt, answer in zip(prompts, answers["float32"], strict=True):
-        for dt in DTYPES:
-            nll[dt] += answer_nll(models[dt], prompt, answer)
     scored = sum(len(a) for a in answers["float32"])
-    ppl = {dt: math.exp(nll[dt] / scored) for dt in DTYPES}
-    tokens = sum(len(a) for a in answers["float32"])
-    differing = [d for d in diffs if d is not None]
+
+    def perplexity(model: str, of: str) -> float:
+        nll = sum(
+            answer_nll(models[model], prompt, answer)
+            for prompt, answer in zip(prompts, answers[of], strict=True)
+        )
+        return math.exp(nll / scored)
+
+    reference = perplexity("float32", "float32")
+    per_dtype: dict[str, Any] = {}
+    for dt in dtypes[1:]:
+        diffs = [
+            first_difference(a, b) for a, b in zip(answers["float32"], answers[dt], strict=True)
+        ]
+        differing = [d for d in diffs if d is not None]
+        of_fp32 = perplexity(dt, "float32")
+        own = perplexity("float32", dt)
+        per_dtype[dt] = {
+            "identical_rows": sum(d is None for d in diffs),
+            "first_difference": diffs,
+            "first_difference_median": statistics.median(differing) if differing else None,
+            "perplexity_of_fp32_answers": of_fp32,
+            "perplexity_ratio_on_fp32_answers": of_fp32 / reference,
+            "fp32_perplexity_of_own_answers": own,
+            "fp32_perplexity_ratio_own_over_fp32": own / reference,
+            "tokens_per_s": scored / seconds[dt],
+            "speedup_over_fp32": seconds["float32"] / seconds[dt],
+        }
     return {
         "prompts": len(prompts),
         "new_tokens": args.new_tokens,
         "batch": args.batch,
-        "identical_rows": sum(d is None for d in diffs),
-        "first_difference": diffs,
-        "first_difference_median": statistics.median(differing) if differing else None,
-        "perplexity_of_fp32_answers": ppl,
-        "perplexity_ratio_bf16_over_fp32": ppl["bfloat16"] / ppl["float32"],
-        "tokens_per_s": {dt: tokens / seconds[dt] for dt in DTYPES},
-        "speedup_bf16_over_fp32": seconds["float32"] / seconds["bfloat16"],
-        "machine": machine_info(models["bfloat16"]),
+        "fp32_perplexity_of_fp32_answers": reference,
+        "fp32_tokens_per_s": scored / seconds["float32"],
+        "dtypes": per_dtype,
+        "machine": machine_info(models["float32"]),
         "argv": sys.argv[1:],
     }
 
 
 def render(report: dict[str, Any]) -> str:
-    ppl = report["perplexity_of_fp32_answers"]
-    tps = report["tokens_per_s"]
+    names = list(report["dtypes"])
+    rows = report["dtypes"]
+    n = report["prompts"]
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str]) -> str:
+        return f"| {label} | " + " | ".join(cell(rows[dt]) for dt in names) + " |"
+
     lines = [
-        '# bfloat16 vs float32 (what `dtype="auto"` picks on a CPU with native bfloat16)',
+        "# Other weight dtypes vs float32: greedy agreement, perplexity, speed",
         "",
-        f"{report['prompts']} held-out prompts, greedy, {report['new_tokens']} new tokens per "
-        f"row (EOS not special), batch {report['batch']}, one run.",
+        f"{n} held-out prompts, greedy, {report['new_tokens']} new tokens per row (EOS not "
+        f"special), batch {report['batch']}, one run. float32 scores its own answers at "
+        f"perplexity {report['fp32_perplexity_of_fp32_answers']:.4f}.",
         "",
-        "| what | figure |",
-        "| --- | ---: |",
-        f"| rows with identical tokens | {report['identical_rows']}/{report['prompts']} |",
-        f"| median first differing token (rows that differ) | "
-        f"{report['first_difference_median']} |",
-        f"| perplexity of the fp32 answers, fp32 | {ppl['float32']:.4f} |",
-        f"| perplexity of the fp32 answers, bf16 | {ppl['bfloat16']:.4f} |",
-        f"| perplexity ratio bf16 / fp32 | {report['perplexity_ratio_bf16_over_fp32']:.4f} |",
-        f"| tokens/s fp32 (batch {report['batch']}, aggregate) | {tps['float32']:.1f} |",
-        f"| tokens/s bf16 | {tps['bfloat16']:.1f} |",
-        f"| bf16 / fp32 speed | {report['speedup_bf16_over_fp32']:.2f}x |",
+        "| what | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+        row("rows with identical tokens", lambda r: f"{r['identical_rows']}/{n}"),
+        row(
+            "median first differing token (rows that differ)",
+            lambda r: str(r["first_difference_median"]),
+        ),
+        row(
+            "perplexity of the fp32 answers under this dtype, ratio to fp32",
+            lambda r: f"{r['perplexity_ratio_on_fp32_answers']:.4f}",
+        ),
+        row(
+            "fp32 perplexity of this dtype's own answers, ratio to fp32's",
+            lambda r: f"{r['fp32_perplexity_ratio_own_over_fp32']:.4f}",
+        ),
+        row("tokens/s (batch, aggregate)", lambda r: f"{r['tokens_per_s']:.1f}"),
+        row("speed / fp32", lambda r: f"{r['speedup_over_fp32']:.2f}x"),
+        "",
+        f"float32: {report['fp32_tokens_per_s']:.1f} tokens/s in the same batches.",
         "",
         "A row that differs follows the first near-tie the rounding flips and then writes",
-        "another continuation; the perplexity ratio says whether it is as fluent. tokens/s",
-        "here come from batches of 8 on a shared machine: take the speed ratio from",
-        "`llama_cpp.md` (batch 1 and 8, interleaved), not from this line.",
+        "another continuation. The first perplexity ratio says how far the dtype moves the",
+        "distribution on the same text; the second whether its own answers read as fluent",
+        "to the float32 model (greedy answers score low under the model that wrote them, so",
+        "any other dtype's score above 1 even when as good). tokens/s here come from batches",
+        "of 8: take batch-1 speed from `llama_cpp.md`.",
         "",
         "## Machine",
         "",
@@ -155,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["bfloat16", "int8"], help="compared with float32"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     report = run(args)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from speed import PROMPTS, machine_info  # benchmarks/speed.py: the same prompts
+from speed import PROMPTS, machine_info, weight_bytes  # benchmarks/speed.py: same prompts
 
 from langchain_pad import PADChatModel, PADRuntime
 from langchain_pad.models import _embedded_gguf_path, load_model
@@ -101,16 +101,11 @@ def our_models(dtype: str, new_tokens: int) -> tuple[PADChatModel, PADChatModel,
     """The chat model on the runtime's defaults, and one that scores every PAD step."""
     loaded = load_model(dtype=dtype)
     no_eos = dataclasses.replace(loaded, eos_token_ids=frozenset())  # exactly N tokens
-    runtime = PADRuntime.from_loaded(no_eos, dtype=loaded_dtype(loaded))
-    every = PADRuntime.from_loaded(no_eos, dtype=loaded_dtype(loaded), gate=False)
+    runtime = PADRuntime.from_loaded(no_eos)
+    every = PADRuntime.from_loaded(no_eos, gate=False)
     llm = PADChatModel(runtime=runtime, max_tokens=new_tokens)
     llm_every = PADChatModel(runtime=every, max_tokens=new_tokens)
-    params = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-    return llm, llm_every, {"dtype": loaded_dtype(loaded), "weight_bytes": params}
-
-
-def loaded_dtype(loaded: Any) -> Any:
-    return str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+    return llm, llm_every, {"dtype": loaded.dtype, "weight_bytes": weight_bytes(loaded.model)}
 
 
 def timed(call: Callable[[], int]) -> tuple[float, int]:

@@ -275,10 +275,18 @@ def machine_info(lm: LoadedModel) -> dict[str, Any]:
         "git_dirty": bool(dirty) if dirty is not None else None,
         "model": lm.name,
         "model_location": lm.location,
-        "model_dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch."),
+        "model_dtype": lm.dtype,
         "model_parameters": sum(p.numel() for p in lm.model.parameters()),
+        "model_weight_bytes": weight_bytes(lm.model),
         "attn_implementation": getattr(lm.model.config, "_attn_implementation", None),
     }
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of weights a token reads: parameters and buffers (int8 layers keep theirs
+    as buffers), a tied weight counted once."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def build_results(
