@@ -159,6 +159,7 @@ class _Server:
             runtime = settings.runtime or PADRuntime(
                 settings.model,
                 dtype=settings.dtype,
+                gate=settings.gate,
                 max_batch_size=settings.max_batch_size,
                 batch_window=settings.batch_window,
                 max_waves=settings.max_waves,

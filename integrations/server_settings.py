@@ -21,6 +21,10 @@ class ServerSettings:
     served_model_name: str | None = None
     """Name clients pass as ``model``; defaults to ``model``."""
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "float32"
+    gate: bool = True
+    """Skip the PersRM where the plausibility floor leaves the base model's top token
+    alone (``PADRuntime(gate=...)``): the same answers, fewer reward calls. False scores
+    every token, for clients that want every token's reward."""
     default_max_tokens: int = 256
     """``max_tokens`` of a request that names none (capped by ``max_tokens_limit``)."""
     max_tokens_limit: int = 1024

@@ -68,6 +68,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         reward_model=reward_model,
         served_model_name=args.served_model_name,
         dtype=args.dtype,
+        gate=args.gate,
         default_max_tokens=args.default_max_tokens,
         max_tokens_limit=args.max_tokens_limit,
         max_request_bytes=args.max_request_bytes,
@@ -184,6 +185,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--served-model-name", default=None, help="name clients pass as model")
     serve.add_argument(
         "--dtype", choices=["auto", "float32", "bfloat16", "float16", "int8"], default="float32"
+    )
+    serve.add_argument(
+        "--no-gate",
+        dest="gate",
+        action="store_false",
+        help="score every token with the PersRM (default: skip tokens the floor leaves alone)",
     )
     serve.add_argument("--default-max-tokens", type=int, default=256)
     serve.add_argument("--max-tokens-limit", type=int, default=1024)

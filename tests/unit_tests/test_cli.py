@@ -6,6 +6,8 @@ import argparse
 import subprocess
 import sys
 
+import pytest
+
 from langchain_pad.cli import build_parser
 
 
@@ -43,3 +45,18 @@ def test_python_dash_m_runs_the_command():
     )
     assert result.returncode == 0, result.stderr
     assert "--unknown-user" in result.stdout
+
+
+@pytest.mark.parametrize(("flags", "gate"), [((), True), (("--no-gate",), False)])
+def test_serve_gate_flag_reaches_the_runtime(monkeypatch, flags, gate):
+    from langchain_pad.cli import main
+    from langchain_pad.integrations import server
+
+    served = {}
+    monkeypatch.setattr(server, "serve", lambda settings, **_: served.update(settings=settings))
+    assert main(["serve", "--reward-model", "none", *flags]) == 0
+    settings = served["settings"]
+    assert settings.gate is gate
+    # the app builds its runtime from the settings (the model loads on first use only)
+    app = server.create_app(settings)
+    assert app.state.pad.runtime.gate is gate
