@@ -9,8 +9,9 @@ uses it. What is measured where:
   template (``/v1/models/{model_id:path}``, never the raw path), 404s for paths no
   route has under ``route="unmatched"``;
 - ``pad_generated_tokens_total`` (``rate()`` of it is tokens/s),
-  ``pad_guided_tokens_total`` and ``pad_changed_tokens_total`` (tokens PAD scored, and
-  those where its choice differs from the base model's: their ratio is the share PAD
+  ``pad_guided_tokens_total`` and ``pad_changed_tokens_total`` (tokens of personalized
+  answers, whether PAD scored them or the gate or a grammar left them to the base model,
+  and those where its choice differs from the base model's: their ratio is the share PAD
   changed), ``pad_queue_wait_seconds`` (from a request's admission to its first token:
   waiting for a wave, the batch window and the token budget, plus the prefill):
   counted from each answer's chunks and their per-token PAD records;
@@ -73,7 +74,7 @@ class ServerMetrics:
         )
         self.guided = Counter(
             "pad_guided_tokens",
-            "Generated tokens PAD scored (personalized rows).",
+            "Generated tokens of personalized rows (scored, gated or forced alike).",
             registry=self.registry,
         )
         self.changed = Counter(

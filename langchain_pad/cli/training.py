@@ -54,7 +54,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for trial in axis["calibration"]:
             print(
                 f"  {axis['name']:16s} {trial['sign']:+d} x {trial['magnitude']:<5g} "
-                f"win {trial['win_rate']:.2f}  perplexity x{trial['perplexity_ratio']:.2f}"
+                f"win {trial['win_rate']:.2f}  looping {trial.get('looping', '-')}  "
+                f"perplexity x{trial['perplexity_ratio']:.2f}"
             )
     anchors = json.loads((Path(directory) / "anchors.json").read_text())
     for anchor in anchors["anchors"]:

@@ -42,9 +42,11 @@ def calibrate_anchors(
     most calibration prompts while the answers stay fluent (median perplexity ratio to
     greedy at most ``max_perplexity_ratio``); ties go to the smaller weight. Taking the
     best rather than the first weight over a bar matters: a bar just reached on a few
-    prompts falls back below it on new ones.
+    prompts falls back below it on new ones. A looping answer is no win, as in the
+    benchmarks: a loop adds words and repeats jargon, so the judge alone would reward
+    the weights that break the answers.
     """
-    from langchain_pad.evaluation import DecodeRow, decode_conditions, perplexities
+    from langchain_pad.evaluation import DecodeRow, decode_conditions, loops, perplexities
     from langchain_pad.judges import judge
 
     names = rm.axes
@@ -77,9 +79,10 @@ def calibrate_anchors(
         for i, (axis, sign, magnitude) in enumerate(plan):
             block = slice(k * (i + 1), k * (i + 2))
             score = judge(axis.judge)
+            looping = [loops(o.text) for o in outputs[block]]
             moved = [
-                sign * (score(o.text) - score(b.text)) > 0
-                for o, b in zip(outputs[block], base_out, strict=True)
+                sign * (score(o.text) - score(b.text)) > 0 and not lp
+                for o, b, lp in zip(outputs[block], base_out, looping, strict=True)
             ]
             ratio = statistics.median(
                 p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
@@ -92,6 +95,7 @@ def calibrate_anchors(
                     "new_tokens": length,
                     "prompts": k,
                     "win_rate": round(sum(moved) / k, 3),
+                    "looping": sum(looping),
                     "perplexity_ratio": round(ratio, 3),
                 }
             )

@@ -71,7 +71,7 @@ class TrainSettings:
     min_heldout_pairs: int = 12
     """Fewer held-out pairs than this cannot show an axis works: it is not shipped."""
     calibration_prompts: int = 16
-    calibration_magnitudes: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
+    calibration_magnitudes: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
     calibration_new_tokens: int | None = None
     """Answer length for calibration; None reads each axis at its ``eval_new_tokens``."""
     max_perplexity_ratio: float = 1.3
