@@ -10,7 +10,13 @@ from ``../shared/data`` when present) -- four systems answer greedily:
   the training data: the strongest prompt we have, so a strong baseline);
 * ``pad``: PAD at strength +-1 (the pole, through the PersRM's calibration), no
   preference in the prompt;
-* ``pad+prompt``: both.
+* ``pad+prompt``: both;
+* ``pad_text``: PAD from the preference in words, never seen by the matcher: each
+  prompt gets one of the pole's blind paraphrases (``--paraphrases``, written without
+  seeing the anchors' wordings; round-robin), resolved as ``preference="..."`` is with no
+  profile store (matched against the PersRM's anchor poles, strengths through its
+  calibration). Where a paraphrase is matched to another pole, its answer still counts
+  against this pole.
 
 Scores: the axis judge (``langchain_pad.judges``) of each answer; per prompt, whether a
 system moved the judge in the pole's direction against ``base`` (win rate) -- a win
@@ -63,7 +69,36 @@ from langchain_pad.reward_model import PersonalizedRewardModel
 
 ROOT = Path(__file__).resolve().parents[1]
 KOALA = ROOT.parent / "shared" / "data" / "koala_eval_50.json"
-SYSTEMS = ("prompt", "pad", "pad+prompt")
+PARAPHRASES = ROOT / "tests" / "data" / "preference_paraphrases_blind.json"
+SYSTEMS = ("prompt", "pad", "pad+prompt", "pad_text")
+
+
+def text_weights(args: argparse.Namespace, rm_path: str, axes: list[str]) -> dict[str, Any]:
+    """Per pole: its blind paraphrases, each with the strengths and raw ``w_p`` it resolves
+    to, the way ``PADChatModel(preference=...)`` resolves it without a profile store."""
+    from langchain_pad.preferences import PreferenceQuery, PreferenceResolver
+    from langchain_pad.profiles import InMemoryProfileStore, reward_model_ref
+
+    store = InMemoryProfileStore(reward_model=rm_path)
+    resolver = PreferenceResolver()
+    ref = reward_model_ref(rm_path)
+    by_pole: dict[str, list[dict[str, Any]]] = {}
+    for row in json.loads(Path(args.paraphrases).read_text())["paraphrases"]:
+        resolved = resolver.resolve(
+            PreferenceQuery(preference=row["text"]),
+            axes=axes,
+            reward_model_id=ref.id,
+            anchors=lambda: store,
+            calibration=args.calibration,
+        )
+        by_pole.setdefault(row["anchor"], []).append(
+            {
+                "text": row["text"],
+                "strengths": list(resolved.strengths or ()),
+                "weights": resolved.weights,
+            }
+        )
+    return by_pole
 
 
 def prompt_sets(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -124,19 +159,31 @@ def run_group(
         for pole in (axis.low, axis.high):
             strengths = [args.strength * anchors[f"{axis.name}:{pole.name}"][a] for a in rm.axes]
             weights = args.calibration.to_raw(strengths)
+            texts = args.text_weights.get(f"{axis.name}:{pole.name}", [])
             for system in SYSTEMS:
+                if system == "pad_text" and not texts:
+                    continue
                 plan.append((axis.name, pole.name, system))
                 rows.extend(
                     DecodeRow(
                         p,
                         system=pole.system_prompt if "prompt" in system else None,
-                        weights=weights if system.startswith("pad") else None,
+                        weights=(
+                            texts[i % len(texts)]["weights"]
+                            if system == "pad_text"
+                            else weights
+                            if system.startswith("pad")
+                            else None
+                        ),
                     )
-                    for p in prompts
+                    for i, p in enumerate(prompts)
                 )
-    outputs = decode_conditions(
+    # a paraphrase resolved to the pole's own strengths repeats a pad row: greedy
+    # decoding is deterministic, so each distinct row decodes once
+    distinct = list(dict.fromkeys(rows))
+    decoded = decode_conditions(
         lm,
-        rows,
+        distinct,
         reward_model=rm,
         max_new_tokens=length,
         batch_size=args.batch_size,
@@ -144,7 +191,10 @@ def run_group(
         plausibility=args.plausibility,
         description=f"{name}: decoding ({length} tokens)",
     )
-    ppl = perplexities(lm, [r.prompt for r in rows], [o.token_ids for o in outputs])
+    distinct_ppl = perplexities(lm, [r.prompt for r in distinct], [o.token_ids for o in decoded])
+    where = {row: i for i, row in enumerate(distinct)}
+    outputs = [decoded[where[row]] for row in rows]
+    ppl = [distinct_ppl[where[row]] for row in rows]
     k = len(prompts)
     base, base_ppl = outputs[:k], ppl[:k]
     poles: list[dict[str, Any]] = []
@@ -170,6 +220,8 @@ def run_group(
                 "systems": {},
             }
             for system in SYSTEMS:
+                if (axis.name, pole.name, system) not in plan:
+                    continue
                 i = plan.index((axis.name, pole.name, system))
                 block = slice(k * (i + 1), k * (i + 2))
                 outs = outputs[block]
@@ -195,6 +247,14 @@ def run_group(
                     "distinct_2": statistics.fmean(distinct_words(o.text) for o in outs),
                     "scores": scores,
                 }
+                if system == "pad_text":
+                    texts = args.text_weights[f"{axis.name}:{pole.name}"]
+                    used = [texts[i % len(texts)] for i in range(k)]
+                    own = [args.strength * anchors[f"{axis.name}:{pole.name}"][a] for a in rm.axes]
+                    entry["systems"][system]["paraphrases"] = len({t["text"] for t in used})
+                    entry["systems"][system]["resolved_to_pole"] = sum(
+                        t["strengths"] == own for t in used
+                    )
                 if system == "pad":
                     samples.append(
                         {
@@ -214,7 +274,7 @@ def run_group(
                 sum(sign * (b - p) > 0 for b, p in zip(both_scores, prompt_scores, strict=True)) / k
             )
             poles.append(entry)
-    return {"rows": len(rows), "poles": poles, "samples": samples}
+    return {"rows": len(distinct), "poles": poles, "samples": samples}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -260,7 +320,26 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{s['pad+prompt']['ppl_ratio_vs_base']:.2f} |"
             )
         lines.append("")
-    lines += ["## Verdict (must-show bars of issue 4, on the held-out prompts)", ""]
+        text_poles = [p for p in result["poles"] if "pad_text" in p["systems"]]
+        if text_poles:
+            lines += [
+                f"PAD from free text ({set_name}): each prompt's preference is one of the "
+                "pole's blind paraphrases, matched as `preference=` is.",
+                "",
+                "| axis | pole | paraphrases | rows resolved to the pole | PAD (text) win "
+                "| PAD win | loops | ppl x median / worst |",
+                "|---|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            for p in text_poles:
+                t, pad = p["systems"]["pad_text"], p["systems"]["pad"]
+                lines.append(
+                    f"| {p['axis']} | {p['pole']} | {t['paraphrases']} | "
+                    f"{t['resolved_to_pole']}/{p['prompts']} | {t['win_rate_vs_base']:.0%} | "
+                    f"{pad['win_rate_vs_base']:.0%} | {t['looping']} | "
+                    f"{t['ppl_ratio_vs_base']:.2f} / {t['ppl_ratio_worst']:.2f} |"
+                )
+            lines.append("")
+    lines += ["## Verdict (must-show bars of issue 13, on the held-out prompts)", ""]
     for line in report["verdict"]:
         lines.append(f"- {line}")
     lines.append("")
@@ -271,21 +350,24 @@ def verdict(report: dict[str, Any]) -> list[str]:
     result = report["sets"]["heldout"]
     lines = []
     for p in result["poles"]:
-        pad = p["systems"]["pad"]
-        loop_share = pad["looping"] / p["prompts"]
-        ok = (
-            pad["win_rate_vs_base"] >= 0.75
-            and loop_share <= 0.10
-            and pad["ppl_ratio_vs_base"] <= 1.3
-            and pad["ppl_ratio_worst"] <= 2.0
-        )
-        lines.append(
-            f"{p['axis']}:{p['pole']} ({p['prompts']} prompts, {p['new_tokens']} tokens): "
-            f"PAD wins without a loop {pad['win_rate_vs_base']:.0%} (bar 75%), "
-            f"looping {loop_share:.0%} (bar 10%), perplexity x{pad['ppl_ratio_vs_base']:.2f} "
-            f"median (bar 1.3), x{pad['ppl_ratio_worst']:.2f} worst (bar 2.0) -> "
-            f"{'meets' if ok else 'MISSES'}"
-        )
+        for system, label in (("pad", "PAD"), ("pad_text", "PAD from free text")):
+            if system not in p["systems"]:
+                continue
+            pad = p["systems"][system]
+            loop_share = pad["looping"] / p["prompts"]
+            ok = (
+                pad["win_rate_vs_base"] >= 0.75
+                and loop_share <= 0.10
+                and pad["ppl_ratio_vs_base"] <= 1.3
+                and pad["ppl_ratio_worst"] <= 2.0
+            )
+            lines.append(
+                f"{p['axis']}:{p['pole']} {label} ({p['prompts']} prompts, "
+                f"{p['new_tokens']} tokens): wins without a loop "
+                f"{pad['win_rate_vs_base']:.0%} (bar 75%), looping {loop_share:.0%} (bar 10%), "
+                f"perplexity x{pad['ppl_ratio_vs_base']:.2f} median (bar 1.3), "
+                f"x{pad['ppl_ratio_worst']:.2f} worst (bar 2.0) -> {'meets' if ok else 'MISSES'}"
+            )
     beats = sum(p["pad_plus_prompt_beats_prompt"] for p in result["poles"])
     lines.append(
         f"PAD+prompt beats prompt alone on {beats}/{len(result['poles'])} poles "
@@ -305,10 +387,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for ax, set_name in zip(axes[0], sets, strict=True):
         poles = report["sets"][set_name]["poles"]
         labels = [f"{p['axis']}\n{p['pole']}" for p in poles]
-        width = 0.27
+        width = 0.8 / len(SYSTEMS)
         for j, system in enumerate(SYSTEMS):
-            values = [p["systems"][system]["win_rate_vs_base"] * 100 for p in poles]
-            ax.bar([i + (j - 1) * width for i in range(len(poles))], values, width, label=system)
+            values = [p["systems"].get(system, {}).get("win_rate_vs_base", 0) * 100 for p in poles]
+            offset = (j - (len(SYSTEMS) - 1) / 2) * width
+            ax.bar([i + offset for i in range(len(poles))], values, width, label=system)
         ax.axhline(75, color="black", linestyle="--", linewidth=1, label="75% bar")
         ax.set_xticks(range(len(poles)), labels, fontsize=8)
         ax.set_ylim(0, 100)
@@ -342,6 +425,11 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=1.0, help="PAD strength at each pole")
     parser.add_argument("--repetition-penalty", type=float, default=DEFAULT_REPETITION_PENALTY)
     parser.add_argument("--plausibility", type=float, default=DEFAULT_PLAUSIBILITY)
+    parser.add_argument(
+        "--paraphrases",
+        default=str(PARAPHRASES),
+        help="unseen preference wordings per pole, for the pad_text system",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -352,6 +440,7 @@ def main() -> None:
     anchor_set = load_anchors(rm_path)
     anchors = {a.name: anchor_set.strengths(a) for a in anchor_set.anchors}
     args.calibration = load_calibration(rm_path, rm.axes)
+    args.text_weights = text_weights(args, rm_path, list(rm.axes))
     report: dict[str, Any] = {
         "reward_model": args.reward_model,
         "axes": rm.axes,
@@ -363,6 +452,10 @@ def main() -> None:
             "repetition_penalty": args.repetition_penalty,
             "plausibility": args.plausibility,
             "calibration": args.calibration.to_dict(),
+            "paraphrases": str(Path(args.paraphrases).relative_to(ROOT))
+            if Path(args.paraphrases).is_relative_to(ROOT)
+            else args.paraphrases,
+            "text_resolutions": args.text_weights,
             "limit": args.limit,
             "long_limit": args.long_limit,
             "long_threshold": args.long_threshold,
