@@ -46,6 +46,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         calibration_magnitudes=tuple(args.magnitudes or defaults.calibration_magnitudes),
         calibration_new_tokens=args.new_tokens,
         max_perplexity_ratio=args.max_perplexity_ratio or defaults.max_perplexity_ratio,
+        max_worst_perplexity_ratio=(
+            args.max_worst_perplexity_ratio or defaults.max_worst_perplexity_ratio
+        ),
     )
     directory = resolve_reward_model(args.reward_model)
     metrics = recalibrate_anchors(directory, args.data, settings=settings)
@@ -55,7 +58,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             print(
                 f"  {axis['name']:16s} {trial['sign']:+d} x {trial['magnitude']:<5g} "
                 f"win {trial['win_rate']:.2f}  looping {trial.get('looping', '-')}  "
-                f"perplexity x{trial['perplexity_ratio']:.2f}"
+                f"perplexity x{trial['perplexity_ratio']:.2f} (worst "
+                f"x{trial.get('perplexity_ratio_worst', float('nan')):.2f})"
             )
     anchors = json.loads((Path(directory) / "anchors.json").read_text())
     for anchor in anchors["anchors"]:
@@ -96,5 +100,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="answer length for every axis (default: each axis's judge length)",
     )
-    calibrate.add_argument("--max-perplexity-ratio", type=float, default=None, help="default: 1.3")
+    calibrate.add_argument(
+        "--max-perplexity-ratio", type=float, default=None, help="median; default: 1.3"
+    )
+    calibrate.add_argument(
+        "--max-worst-perplexity-ratio",
+        type=float,
+        default=None,
+        help="least fluent prompt; default: 2.0",
+    )
     calibrate.set_defaults(handler=_cmd_calibrate)

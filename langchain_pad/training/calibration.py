@@ -39,8 +39,10 @@ def calibrate_anchors(
     """Pick each pole's weight on training prompts, at the length its judge is read at.
 
     A pole's weight is the magnitude that moves the judge against plain greedy on the
-    most calibration prompts while the answers stay fluent (median perplexity ratio to
-    greedy at most ``max_perplexity_ratio``); ties go to the smaller weight. Taking the
+    most calibration prompts while the answers stay fluent (per-prompt perplexity ratio
+    to greedy at most ``max_perplexity_ratio`` in the median and
+    ``max_worst_perplexity_ratio`` on the worst prompt: one answer in sixteen that
+    reads as nonsense is a failure a median hides); ties go to the smaller weight. Taking the
     best rather than the first weight over a bar matters: a bar just reached on a few
     prompts falls back below it on new ones. A looping answer is no win, as in the
     benchmarks: a loop adds words and repeats jargon, so the judge alone would reward
@@ -84,9 +86,7 @@ def calibrate_anchors(
                 sign * (score(o.text) - score(b.text)) > 0 and not lp
                 for o, b, lp in zip(outputs[block], base_out, looping, strict=True)
             ]
-            ratio = statistics.median(
-                p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)
-            )
+            ratios = [p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p)]
             report = next(r for r in reports if r.name == axis.name)
             report.calibration.append(
                 {
@@ -96,7 +96,8 @@ def calibrate_anchors(
                     "prompts": k,
                     "win_rate": round(sum(moved) / k, 3),
                     "looping": sum(looping),
-                    "perplexity_ratio": round(ratio, 3),
+                    "perplexity_ratio": round(statistics.median(ratios), 3),
+                    "perplexity_ratio_worst": round(max(ratios), 3),
                 }
             )
     anchors: list[dict[str, Any]] = []
@@ -108,6 +109,7 @@ def calibrate_anchors(
             magnitude = pick_magnitude(
                 [c for c in report.calibration if c["sign"] == sign],
                 settings.max_perplexity_ratio,
+                settings.max_worst_perplexity_ratio,
             )
             magnitudes.append(magnitude)
             poles.setdefault(axis.name, {})["low" if sign < 0 else "high"] = magnitude
@@ -144,12 +146,25 @@ def write_anchors(directory: Path, result: dict[str, Any]) -> None:
     write_calibration(directory, PoleCalibration(table.axes, table.low, table.high, table.guard))
 
 
-def pick_magnitude(trials: list[dict[str, Any]], max_perplexity_ratio: float) -> float:
+def pick_magnitude(
+    trials: list[dict[str, Any]],
+    max_perplexity_ratio: float,
+    max_worst_perplexity_ratio: float | None = None,
+) -> float:
     """The fluent trial with the highest win rate (the smaller weight on ties); with no
-    fluent trial, the smallest weight tried."""
+    fluent trial, the smallest weight tried. A trial without a recorded worst ratio
+    (calibrations written before it was kept) is judged by its median alone."""
     if not trials:
         raise ValueError("no calibration trials to pick a weight from")
-    fluent = [t for t in trials if t["perplexity_ratio"] <= max_perplexity_ratio]
+    fluent = [
+        t
+        for t in trials
+        if t["perplexity_ratio"] <= max_perplexity_ratio
+        and (
+            max_worst_perplexity_ratio is None
+            or t.get("perplexity_ratio_worst", 0.0) <= max_worst_perplexity_ratio
+        )
+    ]
     if not fluent:
         return float(min(t["magnitude"] for t in trials))
     best = max(fluent, key=lambda t: (t["win_rate"], -t["magnitude"]))

@@ -73,12 +73,15 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
         "",
         f"Each pole's weight is the one of {list(s['calibration_magnitudes'])} that moved the "
         f"axis judge against plain greedy on the most of {s['calibration_prompts']} training "
-        "prompts (ties: the smaller) among those whose answers' median perplexity ratio to "
-        f"plain greedy stays at most {s['max_perplexity_ratio']}. A looping answer (a word "
+        "prompts (ties: the smaller) among those whose answers' perplexity ratio to plain "
+        f"greedy stays at most {s['max_perplexity_ratio']} in the median and "
+        f"{s.get('max_worst_perplexity_ratio', 'unbounded')} on the worst prompt. A looping "
+        "answer (a word "
         "4-gram three or more times) is no win. Answers are read at the axis's judge length "
         "(a length judge needs answers the base model can finish):",
         "",
-        "| axis | sign | weight | new tokens | win rate vs greedy | looping | perplexity ratio |",
+        "| axis | sign | weight | new tokens | win rate vs greedy | looping "
+        "| perplexity ratio median / worst |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for axis in metrics["axes"]:
@@ -86,7 +89,8 @@ def model_card(metrics: dict[str, Any], anchors: dict[str, Any], manifest: dict[
             lines.append(
                 f"| {axis['name']} | {trial['sign']:+d} | {trial['magnitude']:g} | "
                 f"{trial.get('new_tokens', '')} | {trial['win_rate']:.2f} | "
-                f"{trial.get('looping', '')} | {trial['perplexity_ratio']:.2f} |"
+                f"{trial.get('looping', '')} | {trial['perplexity_ratio']:.2f} / "
+                f"{trial.get('perplexity_ratio_worst', float('nan')):.2f} |"
             )
     lines += [
         "",

@@ -75,7 +75,10 @@ class TrainSettings:
     calibration_new_tokens: int | None = None
     """Answer length for calibration; None reads each axis at its ``eval_new_tokens``."""
     max_perplexity_ratio: float = 1.3
-    """Calibration rejects anchor weights whose answers are this much less fluent."""
+    """Calibration rejects anchor weights whose answers are this much less fluent (the
+    median over the calibration prompts of the perplexity ratio to plain greedy)."""
+    max_worst_perplexity_ratio: float = 2.0
+    """... and those whose least fluent answer is this much less fluent than greedy's."""
     calibration_repetition_penalty: float = DEFAULT_REPETITION_PENALTY
     """The degeneration guard calibration decodes under (base and PAD rows alike): the
     library's default, so a pole means what users get."""
@@ -333,6 +336,7 @@ def recalibrate_anchors(
         calibration_magnitudes=calibration.calibration_magnitudes,
         calibration_new_tokens=calibration.calibration_new_tokens,
         max_perplexity_ratio=calibration.max_perplexity_ratio,
+        max_worst_perplexity_ratio=calibration.max_worst_perplexity_ratio,
         calibration_repetition_penalty=calibration.calibration_repetition_penalty,
         calibration_plausibility=calibration.calibration_plausibility,
     )

@@ -184,6 +184,10 @@ def test_pick_magnitude_takes_the_best_fluent_weight():
     assert pick_magnitude(trials, 1.3) == 4.0
     assert pick_magnitude(trials, 2.0) == 16.0
     assert pick_magnitude([{**t, "perplexity_ratio": 3.0} for t in trials], 1.3) == 2.0
+    # a weight whose least fluent answer is too far gone is not fluent either
+    worst = [{**t, "perplexity_ratio_worst": 2.5 if t["magnitude"] == 4.0 else 1.5} for t in trials]
+    assert pick_magnitude(worst, 1.3, 2.0) == 8.0
+    assert pick_magnitude(worst, 1.3) == 4.0  # without a worst bound, the median alone
     with pytest.raises(ValueError, match="no calibration trials"):
         pick_magnitude([], 1.3)
 
