@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langgraph.store.base import PutOp
 
 from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion, stored_context
-from langchain_pad.profiles.protocol import FeedbackRecord
+from langchain_pad.profiles.protocol import FeedbackRecord, history_entry
 
 if TYPE_CHECKING:
     from langchain_pad.integrations.langgraph import LangGraphProfileStore
@@ -107,15 +107,7 @@ class LangGraphTransaction:
             escape_label(profile.user_id),
             profile.model_dump(mode="json"),
         )
-        self.write_history(
-            ProfileVersion(
-                user_id=profile.user_id,
-                version=profile.version,
-                reason=reason,
-                recorded_at=profile.updated_at,
-                profile=profile.model_copy(update={"embedding": None}),
-            )
-        )
+        self.write_history(history_entry(profile, reason))
         if vectors is not None:
             self._replace_descriptions(profile.user_id, vectors)
 

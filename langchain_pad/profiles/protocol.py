@@ -204,6 +204,18 @@ class Transaction(Protocol):
         ...
 
 
+def history_entry(profile: PreferenceProfile, reason: str) -> ProfileVersion:
+    """The history entry a save leaves: the profile as saved, without its embedding
+    (the current row keeps that; history would only repeat it per version)."""
+    return ProfileVersion(
+        user_id=profile.user_id,
+        version=profile.version,
+        reason=reason,
+        recorded_at=profile.updated_at,
+        profile=profile.model_copy(update={"embedding": None}),
+    )
+
+
 def tombstone(user_id: str, version: int) -> ProfileVersion:
     """The history entry a deletion leaves: the version number, no profile."""
     return ProfileVersion(

@@ -20,7 +20,13 @@ import numpy.typing as npt
 from langchain_pad.profiles.base import AUTO, BaseProfileStore, RewardModelSetting
 from langchain_pad.profiles.matcher import is_anchor
 from langchain_pad.profiles.profile import PreferenceProfile, ProfileVersion
-from langchain_pad.profiles.protocol import DescriptionRows, FeedbackLearner, FeedbackRecord, Kind
+from langchain_pad.profiles.protocol import (
+    DescriptionRows,
+    FeedbackLearner,
+    FeedbackRecord,
+    Kind,
+    history_entry,
+)
 
 if TYPE_CHECKING:
     from langchain_pad.embeddings import Embedder
@@ -176,15 +182,7 @@ class _MemoryTransaction:
         vectors: Sequence[tuple[str, Sequence[float]]] | None,
     ) -> None:
         self.profiles[profile.user_id] = profile
-        self.write_history(
-            ProfileVersion(
-                user_id=profile.user_id,
-                version=profile.version,
-                reason=reason,
-                recorded_at=profile.updated_at,
-                profile=profile.model_copy(update={"embedding": None}),
-            )
-        )
+        self.write_history(history_entry(profile, reason))
         if vectors is not None:
             self.vectors[profile.user_id] = vectors
 
