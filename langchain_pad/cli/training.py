@@ -41,13 +41,25 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} must be a positive integer, got {value}.")
     if any(not (m > 0 and m < float("inf")) for m in args.magnitudes or ()):
         raise ValueError(f"--magnitudes must be finite numbers > 0, got {args.magnitudes}.")
+    for flag, ratio in (
+        ("--max-perplexity-ratio", args.max_perplexity_ratio),
+        ("--max-worst-perplexity-ratio", args.max_worst_perplexity_ratio),
+    ):
+        if ratio is not None and not (ratio > 0 and ratio < float("inf")):
+            raise ValueError(f"{flag} must be a finite number > 0, got {ratio}.")
     settings = TrainSettings(
         calibration_prompts=args.prompts or defaults.calibration_prompts,
         calibration_magnitudes=tuple(args.magnitudes or defaults.calibration_magnitudes),
         calibration_new_tokens=args.new_tokens,
-        max_perplexity_ratio=args.max_perplexity_ratio or defaults.max_perplexity_ratio,
+        max_perplexity_ratio=(
+            defaults.max_perplexity_ratio
+            if args.max_perplexity_ratio is None
+            else args.max_perplexity_ratio
+        ),
         max_worst_perplexity_ratio=(
-            args.max_worst_perplexity_ratio or defaults.max_worst_perplexity_ratio
+            defaults.max_worst_perplexity_ratio
+            if args.max_worst_perplexity_ratio is None
+            else args.max_worst_perplexity_ratio
         ),
     )
     directory = resolve_reward_model(args.reward_model)

@@ -11,6 +11,7 @@ calibration on a trained PersRM.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import random
 import time
@@ -83,6 +84,18 @@ class TrainSettings:
     """The degeneration guard calibration decodes under (base and PAD rows alike): the
     library's default, so a pole means what users get."""
     calibration_plausibility: float = DEFAULT_PLAUSIBILITY
+
+    def __post_init__(self) -> None:
+        # a bar of 0 or below (or NaN) would reject every weight and fall back silently
+        for name in ("max_perplexity_ratio", "max_worst_perplexity_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number > 0, got {value!r}.")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"{name} must be a finite number > 0 (a perplexity ratio to plain "
+                    f"greedy decoding; 1.0 = as fluent), got {value!r}."
+                )
 
 
 @dataclass
