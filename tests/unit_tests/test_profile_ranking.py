@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -35,14 +36,15 @@ def fitted(rows=ROWS, vectors=None) -> AnchorRanker:
 
 
 def test_probabilities_are_the_mean_of_the_two_logistic_regressions():
-    """The numpy application equals scikit-learn's own predict_proba, 2 and 3 anchors."""
+    """The numpy application equals scikit-learn's own predict_proba, 2 and 3 anchors
+    (plain word n-grams: ``negation=False``)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     for rows in (ROWS, ROWS[:6]):
         users, texts = [u for u, _ in rows], [t for _, t in rows]
         vectors = fake_vectors(len(rows))
-        ranker = AnchorRanker(users, texts, vectors)
+        ranker = AnchorRanker(users, texts, vectors, negation=False)
         labels = [ranker.anchors.index(u) for u in users]
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         dense = LogisticRegression(C=10, max_iter=2000).fit(unit, labels)
@@ -57,6 +59,105 @@ def test_probabilities_are_the_mean_of_the_two_logistic_regressions():
             np.testing.assert_allclose(ranker.probabilities(q), want_dense, atol=1e-6)
             np.testing.assert_allclose(ranker.probabilities(q, "  "), want_dense, atol=1e-6)
             assert got.sum() == pytest.approx(1.0)
+
+
+NEGATION_ROWS = [
+    ("anchor:expertise:elementary", "feel free to dumb it down"),
+    ("anchor:expertise:elementary", "keep it simple"),
+    ("anchor:expertise:elementary", "plain everyday words"),
+    ("anchor:expertise:expert", "no need to dumb it down"),
+    ("anchor:expertise:expert", "precise technical terms"),
+    ("anchor:expertise:expert", "talk to me as a specialist"),
+    ("anchor:length:short", "keep it short"),
+    ("anchor:length:short", "brief answers only"),
+    ("anchor:length:long", "long detailed answers"),
+    ("anchor:length:long", "cover every detail"),
+]
+
+
+def test_negation_probabilities_match_scikit_learn_on_the_flipped_documents():
+    """The lexical model is a logistic regression on the anchors' negation-scoped tokens
+    plus, per two-pole axis, each text negated as the other pole's; a query without a
+    negation gets the plain mean of the two models."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from langchain_pad.profiles.negation import flipped, negation_tokens
+
+    users, texts = [u for u, _ in NEGATION_ROWS], [t for _, t in NEGATION_ROWS]
+    vectors = fake_vectors(len(NEGATION_ROWS))
+    ranker = AnchorRanker(users, texts, vectors)
+    labels = [ranker.anchors.index(u) for u in users]
+    other = {0: 1, 1: 0, 2: 3, 3: 2}  # sorted: elementary, expert, long, short
+    docs = [negation_tokens(t) for t in texts] + [flipped(negation_tokens(t)) for t in texts]
+    doc_labels = labels + [other[label] for label in labels]
+
+    def grams(tokens: list[str]) -> list[str]:
+        return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+
+    tfidf = TfidfVectorizer(analyzer=grams, sublinear_tf=True)
+    lexical = LogisticRegression(C=10, max_iter=2000).fit(tfidf.fit_transform(docs), doc_labels)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    dense = LogisticRegression(C=10, max_iter=2000).fit(unit, labels)
+    q = fake_vectors(1, seed=3)[0]
+    text = "simple everyday words please"
+    want = (
+        dense.predict_proba((q / np.linalg.norm(q))[None, :])[0]
+        + lexical.predict_proba(tfidf.transform([negation_tokens(text)]))[0]
+    ) / 2
+    np.testing.assert_allclose(ranker.probabilities(q, text), want, atol=1e-6)
+    # a negation of words no anchor uses ("don't ramble") says nothing about the
+    # poles, so it gets the plain mean too, not a split on the cue word alone
+    text = "don't ramble"
+    want = (
+        dense.predict_proba((q / np.linalg.norm(q))[None, :])[0]
+        + lexical.predict_proba(tfidf.transform([negation_tokens(text)]))[0]
+    ) / 2
+    np.testing.assert_allclose(ranker.probabilities(q, text), want, atol=1e-6)
+
+
+def test_a_negated_wording_names_the_other_pole():
+    """The same words turned down ask for the opposite pole of their axis, whatever the
+    embedding (random here) says; the axis itself keeps its share."""
+    users, texts = [u for u, _ in NEGATION_ROWS], [t for _, t in NEGATION_ROWS]
+    ranker = AnchorRanker(users, texts, fake_vectors(len(NEGATION_ROWS)))
+    q = fake_vectors(1, seed=5)[0]
+    cases = {
+        "dumb it down for me": "anchor:expertise:elementary",
+        "no need to dumb it down, thanks": "anchor:expertise:expert",
+        "don't keep it simple": "anchor:expertise:expert",
+        "don't keep it short": "anchor:length:long",
+        "precise terms over plain words": "anchor:expertise:expert",
+        "plain words rather than precise terms": "anchor:expertise:elementary",
+    }
+    for text, pole in cases.items():
+        probabilities = ranker.probabilities(q, text)
+        assert ranker.anchors[int(np.argmax(probabilities))] == pole, (text, probabilities)
+        assert probabilities.sum() == pytest.approx(1.0)
+    plain = AnchorRanker(users, texts, fake_vectors(len(NEGATION_ROWS)), negation=False)
+    misread = [t for t, pole in cases.items() if plain.rank(q, t)[0].user_id != pole]
+    assert misread, "the plain word n-grams were expected to misread some negations"
+
+
+def test_negation_scopes_end_at_punctuation_and_mark_contrasts():
+    from langchain_pad.profiles.negation import flipped, negation_tokens
+
+    assert negation_tokens("No need to dumb it down, I'm an expert.") == [
+        "no", "not_need", "not_to", "not_dumb", "not_it", "not_down", "i'm", "an", "expert",
+    ]  # fmt: skip
+    assert negation_tokens("Depth rather than brevity") == [
+        "depth", "rather", "than", "not_brevity",
+    ]  # fmt: skip
+    assert negation_tokens("analogies instead of jargon; skip the basics") == [
+        "analogies", "instead", "of", "not_jargon", "skip", "not_the", "not_basics",
+    ]  # fmt: skip
+    assert negation_tokens("I'd rather have formulas") == ["i'd", "rather", "have", "formulas"]
+    assert negation_tokens("Thoroughness over brevity \u2014 always") == [
+        "thoroughness", "over", "not_brevity", "always",
+    ]  # fmt: skip
+    assert negation_tokens("I DON'T want a novel") == ["don't", "not_want", "not_novel"]
+    assert flipped(["keep", "not_short"]) == ["not_keep", "short"]
+    assert negation_tokens("") == []
 
 
 def test_the_lexical_model_reads_cues_the_embedding_misses():
