@@ -131,6 +131,11 @@ class AnchorRanker:
             str(term): int(column) for term, column in vectorizer.vocabulary_.items()
         }
         self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
+        self._negated_column = np.zeros(len(self._idf), dtype=bool)
+        """Columns of features that begin with a turned-down word (a query that has one
+        turns down a word the anchors use)."""
+        for term, column in self._vocabulary.items():
+            self._negated_column[column] = term.startswith(NEGATED_PREFIX)
 
     @property
     def dim(self) -> int:
@@ -151,9 +156,7 @@ class AnchorRanker:
         columns, values = self._tfidf(text)
         lexical = self._lexical.probabilities(values, columns)
         mean = (dense + lexical) / 2
-        if not self.negation or not any(
-            t.startswith(NEGATED_PREFIX) and t in self._vocabulary for t in negation_tokens(text)
-        ):
+        if not self.negation or not self._negated_column[columns].any():
             return mean  # nothing turned down, or nothing the anchors' words know
         # The query turns something down: the embedding still tells which axis it is
         # about, but not which way, so within each axis the lexical model, which reads
