@@ -22,11 +22,37 @@ if TYPE_CHECKING:
     from langchain_pad.engine.loop import _Row
     from langchain_pad.records import PADStepRecord
 
-__all__ = ["Decisions", "RowFailedError"]
+__all__ = ["Decisions", "RowFailedError", "top_candidates"]
 
 
 class RowFailedError(RuntimeError):
     """One row of a batch could not be decoded; the other rows of its batch go on."""
+
+
+def top_candidates(score_logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``k`` best scores and token ids, best first, column 0 the token greedy
+    decoding picks: of tied best scores, the lowest id (``argmax``'s first maximum).
+
+    ``topk`` orders tied scores as it likes, and differently for different ``k``: a
+    plain row (``k = 1``) and a PAD row (``k = 10``) took different tokens at an exact
+    tie, and ties are common where logits come from bfloat16 or int8 layers (exact-zero
+    steering then left plain decoding after a few sentences). Only column 0 is set
+    here; the pick's own argmax over the candidates then agrees with plain decoding.
+    """
+    import torch
+
+    if k == 1:
+        best, ids = score_logprobs.max(dim=-1, keepdim=True)  # first maximum
+        return best, ids
+    scores, ids = score_logprobs.topk(k, dim=-1)
+    tied = scores == scores[:, :1]
+    lowest = ids.masked_fill(~tied, torch.iinfo(ids.dtype).max).argmin(dim=1)  # [B]
+    if bool((lowest != 0).any()):
+        rows = torch.arange(len(ids))
+        first_id, first_score = ids[:, 0].clone(), scores[:, 0].clone()
+        ids[:, 0], scores[:, 0] = ids[rows, lowest], scores[rows, lowest]
+        ids[rows, lowest], scores[rows, lowest] = first_id, first_score
+    return scores, ids
 
 
 class Decisions:
@@ -103,7 +129,7 @@ class Decisions:
             score_logprobs = score_logprobs.masked_fill(~allowed, float("-inf"))
         per_row_k = [self._candidate_count(r, guide) for r in rows]
         k = max(per_row_k)
-        scores, candidate_ids = score_logprobs.topk(k, dim=-1)
+        scores, candidate_ids = top_candidates(score_logprobs, k)
         candidate_base = base_logprobs.gather(1, candidate_ids)
         if session is not None:
             scores = session.score(

@@ -48,15 +48,11 @@ def test_the_shipped_persrm_steers_on_the_int8_trunk(runtime):
     plain = llm.invoke(PROMPT)
     zero = llm.invoke(PROMPT, weights={"expertise": 0.0, "informativeness": 0.0})
     expert = llm.invoke(PROMPT, weights={"expertise": 1.0})
-    # Exact-zero steering changes no pick: every reward is 0 and no token differs from
-    # the guided forward's own first choice. That forward's int8 logits are not
-    # bit-equal to the plain path's on every CPU, though: on an AMD EPYC (no native
-    # bf16) a near-tie flipped after 195 identical characters, so the texts are
-    # compared on their start (fp32 exactness is checked in the other integration tests).
-    pad_zero = zero.response_metadata["pad"]
-    assert not any(pad_zero["changed"])
-    assert all(r in (None, 0.0) for r in pad_zero["reward"])
-    assert zero.content.split()[:25] == plain.content.split()[:25], (zero.content, plain.content)
+    # exact-zero steering is plain decoding: int8 logits tie exactly now and then, and
+    # both paths take the lowest tied id (before, a PAD row took topk's order and left
+    # plain decoding after 195 characters on an AMD EPYC)
+    assert zero.content == plain.content
+    assert not any(zero.response_metadata["pad"]["changed"])
     assert expert.content != plain.content
     assert any(expert.response_metadata["pad"]["changed"])
     assert any(r is not None for r in expert.response_metadata["pad"]["reward"])

@@ -238,3 +238,51 @@ def test_a_rows_gated_records_do_not_depend_on_its_batch_mates(tiny_engine, tiny
     ]
     assert any(r.reward is None for r in alone.records)
     assert all(r.reward is not None for r in beside[1].records)
+
+
+def test_top_candidates_put_the_first_maximum_first():
+    # topk orders exact ties as it likes (differently for different k); column 0 must be
+    # the token greedy decoding takes, the lowest id of the tied best (argmax's choice)
+    import torch
+
+    from langchain_pad.engine.decision import top_candidates
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(50):
+        scores = torch.randn(4, 500, generator=generator)
+        low, high = sorted(torch.randperm(500, generator=generator)[:2].tolist())
+        scores[:, low] = scores[:, high] = scores.max() + 1
+        for k in (1, 2, 10, 50):
+            values, ids = top_candidates(scores, k)
+            assert ids[:, 0].tolist() == [low] * 4, (trial, k)
+            assert (values[:, :-1] >= values[:, 1:]).all()
+            reference = scores.topk(k, dim=-1)
+            assert torch.equal(values.sort(dim=1).values, reference.values.sort(dim=1).values)
+            assert torch.equal(ids.sort(dim=1).values, reference.indices.sort(dim=1).values)
+
+
+def test_zero_steering_is_plain_decoding_at_exact_ties(tiny_model, byte_tokenizer):
+    # every token's logit is tied with its neighbour's (bfloat16 and int8 logits tie
+    # often): plain greedy takes the lower id, and so must PAD at zero weights
+    import copy
+
+    import torch
+
+    from langchain_pad.engine import DecodingEngine
+
+    from .conftest import EOS_ID
+
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        head[1::2] = head[0::2]
+    engine = DecodingEngine(
+        model, byte_tokenizer, eos_token_ids=frozenset({EOS_ID}), context_length=128
+    )
+    tied_guide = PADGuide(perturbed(model, scale=0.5))
+    for prompt in PROMPTS:
+        plain = engine.generate([req(prompt)])[0]
+        zero = engine.generate([req(prompt, (0, 0, 0))], tied_guide)[0]
+        assert all(t % 2 == 0 for t in plain.token_ids)
+        assert zero.token_ids == plain.token_ids
+        assert not any(r.changed for r in zero.records)
