@@ -1,6 +1,7 @@
 """PAD decoding speed: plain vs PAD in our engine, against the paper's naive algorithm.
 
-Four systems decode the same chat-templated prompts greedily in one process and run:
+Four systems (six with a PersRM directory, see below) decode the same chat-templated
+prompts greedily in one process and run:
 
 1. ``plain``: our ``DecodingEngine``, no guide, batch 1 (one prompt after another);
 2. ``pad``: the same engine with the ``PADGuide``, batch 1, one user per call (a
@@ -46,11 +47,15 @@ Why the benchmark is built this way:
   as the engine's PAD (both are exact greedy PAD; only float rounding between cached
   and uncached forwards could flip a near-tie); and the count of rows where PAD with
   the users' ``w_p`` differs from plain decoding shows that the reward is active.
-* **An untrained PersRM with perturbed heads.** The trained default PersRM does not
-  exist yet. An untrained one has identity heads and hence ``phi == 0``, so the heads
-  get a fixed small perturbation (``torch.manual_seed(0)``, ``+0.02 * randn``) to
-  make the reward nonzero. Speed does not depend on the trained values: the same
-  tensors are multiplied whatever they hold.
+* **The shipped PersRM, and the public API.** By default the engine rows use the
+  shipped default PersRM, with the raw ``w_p`` that each user's strengths resolve to, and
+  two more systems decode the same prompts through ``PADChatModel.invoke`` without and
+  with ``weights=`` (those strengths) on a runtime over the same loaded model: what a
+  user gets, gated reward calls and the default guard included. ``--reward-model
+  untrained`` keeps the earlier setup instead (an untrained PersRM over three axes, its
+  heads perturbed with ``torch.manual_seed(0)``, ``+0.02 * randn``, so the reward is
+  nonzero; no ``invoke`` rows, which need a PersRM directory). Speed does not depend on
+  the trained values, but the gate does: how often a step is decided depends on them.
 
 Prompts, prompt encoding and the machine description come from ``benchmarks/speed.py``
 (imported: running this file as a script puts ``benchmarks/`` on ``sys.path``). Run
@@ -60,23 +65,27 @@ Prompts, prompt encoding and the machine description come from ``benchmarks/spee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from naive_pad import run_naive  # benchmarks/naive_pad.py: the paper's algorithm
 from speed import PROMPTS, encode_prompts, machine_info  # benchmarks/speed.py: same prompts
 from tqdm.auto import tqdm
 
+from langchain_pad import PADChatModel, PADRuntime
+from langchain_pad.calibration import load_calibration
 from langchain_pad.engine import DecodingEngine, GenerationRequest, SamplingParams
 from langchain_pad.engine.pad import PADGuidance, PADGuide
-from langchain_pad.models import DEFAULT_MODEL, load_model
+from langchain_pad.models import DEFAULT_MODEL, LoadedModel, load_model, resolve_reward_model
 from langchain_pad.reward_model import PersonalizedRewardModel
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -95,16 +104,29 @@ USER_WEIGHTS: tuple[tuple[float, ...], ...] = (
 )
 """One user (``w_p`` over ``AXES``) per prompt: eight different, all nonzero."""
 
-ZERO_WEIGHTS: tuple[float, ...] = (0.0,) * len(AXES)
 
-SYSTEMS: tuple[str, ...] = ("plain", "pad", "naive", "pad_b8")
+ENGINE_SYSTEMS: tuple[str, ...] = ("plain", "pad", "naive", "pad_b8")
+API_SYSTEMS: tuple[str, ...] = ("api_plain", "api_pad")
+"""``PADChatModel.invoke`` without and with ``weights=``: only for a PersRM directory
+(the shipped default or a trained one), which the public API needs."""
 LABELS: dict[str, str] = {
     "plain": "plain (engine)",
     "pad": "PAD (engine)",
     "naive": "PAD naive (paper's algorithm)",
     "pad_b8": "PAD (engine), 8 users",
+    "api_plain": "plain (`PADChatModel.invoke`)",
+    "api_pad": "PAD (`PADChatModel.invoke`, `weights=`)",
 }
-BATCH: dict[str, int] = {"plain": 1, "pad": 1, "naive": 1, "pad_b8": len(PROMPTS)}
+BATCH: dict[str, int] = {
+    "plain": 1,
+    "pad": 1,
+    "naive": 1,
+    "pad_b8": len(PROMPTS),
+    "api_plain": 1,
+    "api_pad": 1,
+}
+PAD_VS_PLAIN_TARGET = 0.9
+"""Issue 16's bar for PAD / plain at batch 1."""
 
 WARMUP_NAIVE_TOKENS = 4
 """The naive loop's warm-up: this many tokens of the first prompt."""
@@ -123,10 +145,12 @@ class PassResult:
     seconds: float
     prefix_seconds: list[float] = field(default_factory=list)
     """Batch-1 engine runs: per prompt, seconds until it had produced the naive length."""
+    counted: int | None = None
+    """Tokens reported by the public API (its runs keep no token ids in ``rows``)."""
 
     @property
     def tokens(self) -> int:
-        return sum(len(r) for r in self.rows)
+        return self.counted if self.counted is not None else sum(len(r) for r in self.rows)
 
     @property
     def tokens_per_s(self) -> float:
@@ -192,13 +216,42 @@ class Agreement:
 # --------------------------------------------------------------------------- PersRM
 
 
-def build_reward_model(lm_model: Any, adapted_layers: int) -> PersonalizedRewardModel:
-    """An untrained PersRM whose heads are nudged off the identity, so ``phi != 0``."""
+def build_reward_model(
+    lm_model: Any, adapted_layers: int, name: str = "untrained"
+) -> PersonalizedRewardModel:
+    """The PersRM ``name`` (``default``: the shipped one; a directory), or for
+    ``untrained`` one whose heads are nudged off the identity, so ``phi != 0``."""
+    if name != "untrained":
+        return PersonalizedRewardModel.load(resolve_reward_model(name), lm_model)
     rm = PersonalizedRewardModel(lm_model, list(AXES), beta=1.0, adapted_layers=adapted_layers)
     torch.manual_seed(0)
     with torch.no_grad():
         rm.heads.add_(HEAD_NOISE * torch.randn_like(rm.heads))
     return rm
+
+
+def run_api(
+    llm: PADChatModel, new_tokens: int, weights: Sequence[dict[str, float]] | None
+) -> PassResult:
+    """Batch 1 through the public API: ``invoke`` per prompt (user ``i``'s strengths)."""
+    llm = llm.model_copy(update={"max_tokens": new_tokens})
+    total, seconds = 0, 0.0
+    for index, prompt in enumerate(PROMPTS):
+        kwargs: dict[str, Any] = {"weights": weights[index]} if weights is not None else {}
+        start = time.perf_counter()
+        message = llm.invoke(prompt, **kwargs)
+        seconds += time.perf_counter() - start
+        if message.usage_metadata is None:
+            raise RuntimeError("PADChatModel.invoke returned no usage metadata")
+        total += message.usage_metadata["output_tokens"]
+    return PassResult([], seconds, counted=total)
+
+
+def api_model(lm: LoadedModel, reward_model: str, candidates: int) -> PADChatModel:
+    """A chat model on a runtime over ``lm`` that never ends a row at EOS."""
+    no_eos = dataclasses.replace(lm, eos_token_ids=frozenset())
+    runtime = PADRuntime.from_loaded(no_eos, candidates=candidates)
+    return PADChatModel(runtime=runtime, reward_model=reward_model)
 
 
 # --------------------------------------------------------------------------- systems
@@ -255,81 +308,6 @@ def run_engine_batch(
     return PassResult([list(o.token_ids) for o in outputs], seconds)
 
 
-def naive_pad_decode(
-    model: Any,
-    rm: PersonalizedRewardModel,
-    prompt: Sequence[int],
-    new_tokens: int,
-    weights: Weights,
-    candidates: int,
-    on_token: Callable[[], None] | None = None,
-) -> list[int]:
-    """Greedy PAD as the paper's released code does it: no KV cache, two models.
-
-    Every step: (1) the base model over the whole sequence gives ``log pi_LM`` and the
-    top-K candidates; (2) the PersRM, a second forward over the whole sequence (the
-    backbone again, for the trunk hidden states and the reference ``log pi_ref``, then
-    the adapter layers and the heads), gives ``phi_i(s, a) = log pihat_theta_i(a | s) -
-    log pi_ref(a | s)`` normalized over the vocabulary (eq. 5); (3) the candidate with
-    the highest ``log pi_LM(a | s) + beta * w_p . phi(s, a)`` (eq. 7) is appended.
-    """
-    w = torch.tensor(weights, dtype=torch.float32)
-    lm_head = rm.lm_head_weight
-    ids = list(prompt)
-    generated: list[int] = []
-    with torch.inference_mode():
-        for _ in range(new_tokens):
-            x = torch.tensor([ids], dtype=torch.long)
-            # (1) base model, whole sequence, no cache.
-            logits = model(input_ids=x, use_cache=False, logits_to_keep=1).logits[0, -1]
-            base_logprobs = torch.log_softmax(logits.float(), dim=-1)
-            top_logprobs, top_ids = base_logprobs.topk(candidates)
-            # (2) PersRM: its own full forward of the backbone, then adapter and heads.
-            rm_out = model(
-                input_ids=x, use_cache=False, logits_to_keep=1, output_hidden_states=True
-            )
-            adapted = rm.adapt(rm_out.hidden_states[rm.trunk_layer])[:, -1]  # [1, H]
-            per_axis = rm.axis_hidden(adapted)[0]  # [d, H]
-            theta = torch.log_softmax((per_axis @ lm_head.T).float(), dim=-1)  # [d, V]
-            ref = torch.log_softmax(rm_out.logits[0, -1].float(), dim=-1)  # [V]
-            phi = theta[:, top_ids].T - ref[top_ids].unsqueeze(-1)  # [K, d]
-            # (3) reward-adjusted greedy pick among the candidates.
-            score = top_logprobs + rm.beta * (phi @ w)
-            token = int(top_ids[score.argmax()])
-            ids.append(token)
-            generated.append(token)
-            if on_token is not None:
-                on_token()
-    return generated
-
-
-def run_naive(
-    model: Any,
-    rm: PersonalizedRewardModel,
-    prompts: Sequence[tuple[int, ...]],
-    new_tokens: int,
-    weights: Sequence[Weights],
-    candidates: int,
-) -> PassResult:
-    """The naive loop over several prompts, one at a time, with a per-token progress bar."""
-    rows: list[list[int]] = []
-    with tqdm(
-        total=len(prompts) * new_tokens,
-        desc="  naive tokens",
-        unit="tok",
-        leave=False,
-        position=1,
-        file=sys.stderr,
-    ) as inner:
-        start = time.perf_counter()
-        for prompt, w in zip(prompts, weights, strict=True):
-            rows.append(
-                naive_pad_decode(model, rm, prompt, new_tokens, w, candidates, inner.update)
-            )
-        seconds = time.perf_counter() - start
-    return PassResult(rows, seconds)
-
-
 # --------------------------------------------------------------------------- reporting
 
 
@@ -338,11 +316,12 @@ def build_results(
     naive_tokens: dict[int, int],
     naive_prompts: int,
     series: dict[tuple[int, str], Series],
+    systems: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Per N: every system's tokens/s, the matched engine numbers, ratios and targets."""
     records: list[dict[str, Any]] = []
     for n in new_tokens:
-        med = {s: series[(n, s)].median() for s in SYSTEMS}
+        med = {s: series[(n, s)].median() for s in systems}
         plain_matched = series[(n, "plain_matched")].median()
         pad_matched = series[(n, "pad_matched")].median()
         ratios = {
@@ -351,6 +330,19 @@ def build_results(
             "pad_vs_naive": pad_matched / med["naive"],
             "pad_b8_vs_pad_b1": med["pad_b8"] / med["pad"],
         }
+        targets = {
+            "pad_vs_plain": {
+                "target": PAD_VS_PLAIN_TARGET,
+                "met": ratios["pad_vs_plain"] >= PAD_VS_PLAIN_TARGET,
+            },
+            "pad_b8_vs_pad_b1": {"target": 3.0, "met": ratios["pad_b8_vs_pad_b1"] >= 3.0},
+        }
+        if "api_pad" in med:
+            ratios["api_pad_vs_api_plain"] = med["api_pad"] / med["api_plain"]
+            targets["api_pad_vs_api_plain"] = {
+                "target": PAD_VS_PLAIN_TARGET,
+                "met": ratios["api_pad_vs_api_plain"] >= PAD_VS_PLAIN_TARGET,
+            }
         records.append(
             {
                 "new_tokens": n,
@@ -358,17 +350,14 @@ def build_results(
                 "naive_prompts": naive_prompts,
                 "naive_reduced": naive_tokens[n] < n or naive_prompts < len(PROMPTS),
                 "systems": {
-                    s: {"batch_size": BATCH[s], **series[(n, s)].as_dict()} for s in SYSTEMS
+                    s: {"batch_size": BATCH[s], **series[(n, s)].as_dict()} for s in systems
                 },
                 "matched_to_naive": {
                     "plain": series[(n, "plain_matched")].as_dict(),
                     "pad": series[(n, "pad_matched")].as_dict(),
                 },
                 "ratios": ratios,
-                "targets": {
-                    "pad_vs_plain": {"target": 0.8, "met": ratios["pad_vs_plain"] >= 0.8},
-                    "pad_b8_vs_pad_b1": {"target": 3.0, "met": ratios["pad_b8_vs_pad_b1"] >= 3.0},
-                },
+                "targets": targets,
             }
         )
     return records
@@ -377,6 +366,20 @@ def build_results(
 def _fmt_tps(record: dict[str, Any]) -> tuple[str, str]:
     tps = record["tokens_per_s"]
     return f"{record['tokens_per_s_median']:.1f}", f"{min(tps):.1f}-{max(tps):.1f}"
+
+
+def persrm_sentence(persrm: dict[str, Any]) -> str:
+    if not persrm["trained"]:
+        return (
+            f"The PersRM is **untrained** ({persrm['adapted_layers']} adapter layers, "
+            f"{len(AXES)} axes) with its heads perturbed deterministically so that the reward "
+            "is nonzero; speed does not depend on trained values."
+        )
+    return (
+        f"The PersRM is `{persrm['name']}` (trained; axes {', '.join(persrm['axes'])}); the "
+        "engine rows use the raw `w_p` that the `invoke` rows' strengths resolve to, so both "
+        "do the same work, under the default plausibility floor and gated reward calls."
+    )
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -389,9 +392,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"interleaved repeats after {settings['warmup']} warm-up round(s). "
         "tokens/s = generated tokens / wall time; batch 8 is the aggregate over its rows.",
         "",
-        f"The PersRM is **untrained** ({settings['persrm']['adapted_layers']} adapter layers, "
-        f"{len(AXES)} axes) with its heads perturbed deterministically so that the reward "
-        "is nonzero; speed does not depend on trained values.",
+        persrm_sentence(settings["persrm"]),
         "",
         "## Speed",
         "",
@@ -399,7 +400,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        for system in SYSTEMS:
+        for system in r["systems"]:
             row_count = r["naive_prompts"] if system == "naive" else len(PROMPTS)
             tokens = r["naive_tokens"] if system == "naive" else r["new_tokens"]
             median, spread = _fmt_tps(r["systems"][system])
@@ -418,18 +419,24 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Ratios",
         "",
-        "| new tokens | PAD / plain (target >= 0.8) | naive / plain | PAD / naive "
-        "| PAD batch 8 / PAD batch 1 (target >= 3) |",
-        "|---:|---:|---:|---:|---:|",
+        f"| new tokens | PAD / plain (target >= {PAD_VS_PLAIN_TARGET}) "
+        f"| `invoke` PAD / plain (target >= {PAD_VS_PLAIN_TARGET}) | naive / plain "
+        "| PAD / naive | PAD batch 8 / PAD batch 1 (target >= 3) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratios, targets = r["ratios"], r["targets"]
-        met_pad = "met" if targets["pad_vs_plain"]["met"] else "NOT met"
-        met_b8 = "met" if targets["pad_b8_vs_pad_b1"]["met"] else "NOT met"
+
+        def shown(key: str, ratios: dict[str, float] = ratios, targets: Any = targets) -> str:
+            if key not in ratios:
+                return "not run (no PersRM directory)"
+            met = "met" if targets[key]["met"] else "NOT met"
+            return f"{ratios[key]:.3f}x ({met})"
+
         lines.append(
-            f"| {r['new_tokens']} | {ratios['pad_vs_plain']:.2f}x ({met_pad}) "
+            f"| {r['new_tokens']} | {shown('pad_vs_plain')} | {shown('api_pad_vs_api_plain')} "
             f"| {ratios['naive_vs_plain']:.3f}x | {ratios['pad_vs_naive']:.1f}x "
-            f"| {ratios['pad_b8_vs_pad_b1']:.2f}x ({met_b8}) |"
+            f"| {shown('pad_b8_vs_pad_b1')} |"
         )
     lines += [""]
     reduced = [r for r in results if r["naive_reduced"]]
@@ -470,7 +477,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "The first three should be rows/rows; a near-tie flipped by float rounding "
         "(batched vs single rows, cached vs uncached forwards) can occasionally cost one "
         "row, but more points at a bug (`pad_speed.json` has the first differing position). "
-        "The last column is informational: it shows that the perturbed reward steers.",
+        "The last column is informational: it shows that the reward steers.",
         "",
         "## Machine",
         "",
@@ -510,7 +517,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds")
     parser.add_argument("--candidates", type=int, default=10, help="K: candidates PAD scores")
-    parser.add_argument("--adapted-layers", type=int, default=4, help="PersRM adapter layers")
+    parser.add_argument(
+        "--reward-model",
+        default="default",
+        help="PersRM: 'default' (the shipped one), a directory, or 'untrained' (perturbed "
+        "heads, 3 axes; no public-API rows, which need a PersRM directory)",
+    )
+    parser.add_argument(
+        "--adapted-layers", type=int, default=4, help="adapter layers of the untrained PersRM"
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name, hub id or directory")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument(
@@ -534,20 +549,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     lm = load_model(args.model, dtype=args.dtype)
-    rm = build_reward_model(lm.model, args.adapted_layers)
+    rm = build_reward_model(lm.model, args.adapted_layers, args.reward_model)
     guide = PADGuide(rm, default_candidates=args.candidates)
+    trained = args.reward_model != "untrained"
+    strengths = [w[: len(rm.axes)] for w in USER_WEIGHTS]
+    users: list[Weights] = list(USER_WEIGHTS)
+    api_weights: list[dict[str, float]] = []
+    if trained:  # the engine rows decode what the invoke rows' strengths resolve to
+        calibration = load_calibration(resolve_reward_model(args.reward_model), rm.axes)
+        users = [tuple(calibration.to_raw(list(s))) for s in strengths]
+        api_weights = [dict(zip(rm.axes, s, strict=True)) for s in strengths]
+        llm = api_model(lm, args.reward_model, args.candidates)
+    systems = (*ENGINE_SYSTEMS, *(API_SYSTEMS if trained else ()))
+    zero_weights = (0.0,) * len(rm.axes)
     # No EOS ids: EOS never ends a row early, so every row yields exactly N tokens.
     engine = DecodingEngine(
         lm.model, lm.tokenizer, eos_token_ids=frozenset(), context_length=lm.context_length
     )
     prompts = encode_prompts(lm)
     naive_prompts = prompts[: args.naive_prompts]
-    naive_weights = USER_WEIGHTS[: args.naive_prompts]
+    naive_weights = users[: args.naive_prompts]
     new_tokens = sorted(set(args.new_tokens))
     naive_tokens = {n: min(n, args.naive_max_tokens or n) for n in new_tokens}
     machine = machine_info(lm)
 
-    kinds = (*SYSTEMS, "plain_matched", "pad_matched")
+    kinds = (*systems, "plain_matched", "pad_matched")
     series = {(n, k): Series() for n in new_tokens for k in kinds}
     b8_alone = {n: Agreement(rows=len(prompts)) for n in new_tokens}
     naive_vs_pad = {n: Agreement(rows=len(naive_prompts)) for n in new_tokens}
@@ -560,22 +586,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if system == "plain":
             return run_engine_alone(engine, None, prompts, n, None, prefix)
         if system == "pad":
-            return run_engine_alone(engine, guide, prompts, n, USER_WEIGHTS, prefix)
+            return run_engine_alone(engine, guide, prompts, n, users, prefix)
         if system == "pad_b8":
-            return run_engine_batch(engine, guide, prompts, n, USER_WEIGHTS)
+            return run_engine_batch(engine, guide, prompts, n, users)
+        if system == "api_plain":
+            return run_api(llm, n, None)
+        if system == "api_pad":
+            return run_api(llm, n, api_weights)
         if warmup:
             count = min(prefix, WARMUP_NAIVE_TOKENS)
-            return run_naive(lm.model, rm, prompts[:1], count, USER_WEIGHTS[:1], args.candidates)
-        return run_naive(lm.model, rm, naive_prompts, prefix, naive_weights, args.candidates)
+            rows, seconds = run_naive(lm.model, rm, prompts[:1], count, users[:1], args.candidates)
+        else:
+            rows, seconds = run_naive(
+                lm.model, rm, naive_prompts, prefix, naive_weights, args.candidates
+            )
+        return PassResult(rows, seconds)
 
     rounds = args.warmup + args.repeats
-    total = rounds * len(new_tokens) * len(SYSTEMS) + len(new_tokens)
+    total = rounds * len(new_tokens) * len(systems) + len(new_tokens)
     with tqdm(total=total, desc="pad benchmark", unit="run", file=sys.stderr) as bar:
         for round_index in range(rounds):
             timed = round_index >= args.warmup
             repeat = round_index - args.warmup
             # Listed order in warm-up and odd-numbered repeats, reversed in even-numbered ones.
-            order = SYSTEMS if not timed or repeat % 2 == 0 else SYSTEMS[::-1]
+            order = systems if not timed or repeat % 2 == 0 else systems[::-1]
             label = f"repeat {repeat + 1}" if timed else "warm-up"
             for n in new_tokens:
                 results: dict[str, PassResult] = {}
@@ -607,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Untimed check: PAD with w_p = 0 must pick exactly what plain decoding picks.
         for n in new_tokens:
             bar.set_description(f"check n={n} PAD w_p=0")
-            zero = run_engine_alone(engine, guide, prompts, n, [ZERO_WEIGHTS] * len(prompts), n)
+            zero = run_engine_alone(engine, guide, prompts, n, [zero_weights] * len(prompts), n)
             zero_vs_plain[n].add(zero.rows, last_plain[n])
             bar.update()
 
@@ -625,23 +659,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prompt_tokens": [len(p) for p in prompts],
             "greedy": True,
             "candidates_k": args.candidates,
-            "user_weights": [list(w) for w in USER_WEIGHTS],
+            "user_weights": [list(w) for w in users],
+            "user_strengths": [list(s) for s in strengths] if trained else None,
             "persrm": {
-                "trained": False,
-                "axes": list(AXES),
-                "adapted_layers": args.adapted_layers,
+                "trained": trained,
+                "name": args.reward_model,
+                "axes": list(rm.axes),
+                "adapted_layers": len(rm.adapter.layers),
                 "beta": rm.beta,
-                "heads": f"identity + {HEAD_NOISE} * randn (torch.manual_seed(0))",
+                "heads": "trained"
+                if trained
+                else f"identity + {HEAD_NOISE} * randn (torch.manual_seed(0))",
                 "note": "speed does not depend on trained values",
             },
             "engine_pad_normalize": guide.normalize,
             "naive_phi_normalize": "vocab (as in the paper)",
             "engine_eos_token_ids": "frozenset() (EOS never ends a row)",
-            "order": "plain, pad, naive, pad_b8 in warm-up and repeats 1, 3, ...; reversed in "
+            "order": f"{', '.join(systems)} in warm-up and repeats 1, 3, ...; reversed in "
             "2, 4, ...",
             "argv": sys.argv[1:] if argv is None else list(argv),
         },
-        "results": build_results(new_tokens, naive_tokens, args.naive_prompts, series),
+        "results": build_results(new_tokens, naive_tokens, args.naive_prompts, series, systems),
         "correctness": [
             {
                 "new_tokens": n,
