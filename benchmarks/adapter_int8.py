@@ -45,7 +45,7 @@ from langchain_pad.calibration import load_calibration
 from langchain_pad.datagen.prompts import load_prompts
 from langchain_pad.evaluation import DecodeRow, decode_conditions, loops, perplexities
 from langchain_pad.guard import DEFAULT_PLAUSIBILITY, DEFAULT_REPETITION_PENALTY
-from langchain_pad.judges import judge, sentence_count, words
+from langchain_pad.judges import judge, words_per_sentence
 from langchain_pad.models import LoadedModel, load_model, resolve_reward_model
 from langchain_pad.quantization import quantize_linears_int8
 from langchain_pad.reward_model import PersonalizedRewardModel
@@ -106,10 +106,6 @@ def speed(loaded: LoadedModel, args: argparse.Namespace) -> dict[str, Any]:
             a: round(median[f"pad, {a} adapter"] / median["plain"], 3) for a in ADAPTERS
         },
     }
-
-
-def words_per_sentence(text: str) -> float:
-    return len(words(text)) / max(sentence_count(text), 1)
 
 
 def steering(loaded: LoadedModel, args: argparse.Namespace) -> list[dict[str, Any]]:

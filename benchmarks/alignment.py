@@ -22,13 +22,18 @@ Scores: the axis judge (``langchain_pad.judges``) of each answer; per prompt, wh
 system moved the judge in the pole's direction against ``base`` (win rate) -- a win
 counts only when the answer does not loop (a word 4-gram three or more times: a loop
 adds words and a looping jargon word raises a reading grade, so the judge alone would
-reward it); how many answers loop, and word distinct-2; whether ``pad+prompt`` beats
-``prompt`` alone (mean judge, in the pole's direction); fluency as the base model's
-perplexity of each answer after the plain user prompt, per prompt against ``base``'s
-(median, mean and worst ratio). Every system decodes with the same degeneration guard
-(``--repetition-penalty``, and ``--plausibility`` for PAD rows; the library's
-defaults). All rows of a prompt set decode in one process and run;
-writes ``alignment.json``, ``alignment.md`` and ``alignment.png`` under ``--out``.
+reward it); for a reading-grade pole, the verdict also asks the words to move
+(syllables per word the pole's way), since a run-on sentence raises the grade as much
+as harder words; words per sentence and syllables per word beside it; for length
+poles, the wins on prompts where base greedy ended; how many answers loop, and word
+distinct-2; whether ``pad+prompt`` beats ``prompt`` alone (mean judge, in the pole's
+direction); fluency as the base model's perplexity of each answer after the plain user
+prompt, per prompt against ``base``'s (median, mean and worst ratio). Every system
+decodes with the same degeneration guard (``--repetition-penalty``, and
+``--plausibility`` for PAD rows; the library's defaults). All rows of a prompt set
+decode in one process and run. Every answer's text is kept in the JSON, so a new judge
+needs no re-decoding. Writes ``alignment.json``, ``alignment.md`` and ``alignment.png``
+under ``--out``.
 
     python benchmarks/alignment.py                  # both prompt sets, all prompts
     python benchmarks/alignment.py --limit 8        # a quick look
@@ -62,7 +67,7 @@ from langchain_pad.evaluation import (
     perplexities,
 )
 from langchain_pad.guard import DEFAULT_PLAUSIBILITY, DEFAULT_REPETITION_PENALTY
-from langchain_pad.judges import judge
+from langchain_pad.judges import judge, syllables_per_word, words_per_sentence
 from langchain_pad.models import DEFAULT_MODEL, load_model, resolve_reward_model
 from langchain_pad.profiles.anchors import load_anchors
 from langchain_pad.reward_model import PersonalizedRewardModel
@@ -203,6 +208,8 @@ def run_group(
         score = judge(axis.judge)
         base_scores = [score(o.text) for o in base]
         base_loops = [loops(o.text) for o in base]
+        base_words = [syllables_per_word(o.text) for o in base]
+        base_ends = [o.finish_reason == "stop" for o in base]
         for pole in (axis.low, axis.high):
             sign = axis.sign(pole.name)
             entry: dict[str, Any] = {
@@ -217,6 +224,11 @@ def run_group(
                 "base_looping": sum(base_loops),
                 "base_distinct_2": statistics.fmean(distinct_words(o.text) for o in base),
                 "base_ppl_median": statistics.median(base_ppl),
+                "base_words_per_sentence": statistics.fmean(
+                    words_per_sentence(o.text) for o in base
+                ),
+                "base_syllables_per_word": statistics.fmean(base_words),
+                "base_texts": [o.text for o in base],
                 "systems": {},
             }
             for system in SYSTEMS:
@@ -229,6 +241,14 @@ def run_group(
                 looping = [loops(o.text) for o in outs]
                 moved = [sign * (s - b) > 0 for s, b in zip(scores, base_scores, strict=True)]
                 wins = [m and not lp for m, lp in zip(moved, looping, strict=True)]
+                # a reading grade also rises with sentence length: a win there counts
+                # only when the words moved too, so a run-on cannot pass for expert prose
+                word_moved = [
+                    sign * (syllables_per_word(o.text) - b) > 0
+                    for o, b in zip(outs, base_words, strict=True)
+                ]
+                word_wins = [w and m for w, m in zip(wins, word_moved, strict=True)]
+                ended_wins = [w for w, e in zip(wins, base_ends, strict=True) if e]
                 finite = [p for p in ppl[block] if math.isfinite(p)]
                 ratios = [
                     p / b for p, b in zip(ppl[block], base_ppl, strict=True) if math.isfinite(p / b)
@@ -245,7 +265,16 @@ def run_group(
                     "ppl_ratio_mean": statistics.fmean(ratios),
                     "ppl_ratio_worst": max(ratios),
                     "distinct_2": statistics.fmean(distinct_words(o.text) for o in outs),
+                    "words_per_sentence": statistics.fmean(
+                        words_per_sentence(o.text) for o in outs
+                    ),
+                    "syllables_per_word": statistics.fmean(
+                        syllables_per_word(o.text) for o in outs
+                    ),
+                    "word_win_rate_vs_base": sum(word_wins) / k,
+                    "wins_where_base_ends": [sum(ended_wins), len(ended_wins)],
                     "scores": scores,
+                    "texts": [o.text for o in outs],
                 }
                 if system == "pad_text":
                     texts = args.text_weights[f"{axis.name}:{pole.name}"]
@@ -319,6 +348,26 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{s['pad']['ppl_ratio_worst']:.2f} | "
                 f"{s['pad+prompt']['ppl_ratio_vs_base']:.2f} |"
             )
+        lines += [
+            "",
+            f"What moved ({set_name}): mean words per sentence and syllables per word, base "
+            "and PAD. A reading grade rises with either, so for a reading-grade pole a win "
+            "also needs the words to move (syllables per word the pole's way); length poles "
+            "also show PAD's wins on the prompts where base greedy ended within the budget.",
+            "",
+            "| axis | pole | words / sentence base, PAD | syllables / word base, PAD "
+            "| PAD win | PAD win, words moved too | PAD wins where base ends |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for p in result["poles"]:
+            pad = p["systems"]["pad"]
+            won, ended = pad["wins_where_base_ends"]
+            lines.append(
+                f"| {p['axis']} | {p['pole']} | {p['base_words_per_sentence']:.1f}, "
+                f"{pad['words_per_sentence']:.1f} | {p['base_syllables_per_word']:.3f}, "
+                f"{pad['syllables_per_word']:.3f} | {pad['win_rate_vs_base']:.0%} | "
+                f"{pad['word_win_rate_vs_base']:.0%} | {won}/{ended} |"
+            )
         lines.append("")
         text_poles = [p for p in result["poles"] if "pad_text" in p["systems"]]
         if text_poles:
@@ -355,8 +404,10 @@ def verdict(report: dict[str, Any]) -> list[str]:
                 continue
             pad = p["systems"][system]
             loop_share = pad["looping"] / p["prompts"]
+            graded = p["judge"] == "reading_grade"
+            win = pad["word_win_rate_vs_base"] if graded else pad["win_rate_vs_base"]
             ok = (
-                pad["win_rate_vs_base"] >= 0.75
+                win >= 0.75
                 and loop_share <= 0.10
                 and pad["ppl_ratio_vs_base"] <= 1.3
                 and pad["ppl_ratio_worst"] <= 2.0
@@ -364,7 +415,13 @@ def verdict(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"{p['axis']}:{p['pole']} {label} ({p['prompts']} prompts, "
                 f"{p['new_tokens']} tokens): wins without a loop "
-                f"{pad['win_rate_vs_base']:.0%} (bar 75%), looping {loop_share:.0%} (bar 10%), "
+                + (
+                    f"{win:.0%} with the words moving too ({pad['win_rate_vs_base']:.0%} by "
+                    "the grade alone)"
+                    if graded
+                    else f"{win:.0%}"
+                )
+                + f" (bar 75%), looping {loop_share:.0%} (bar 10%), "
                 f"perplexity x{pad['ppl_ratio_vs_base']:.2f} median (bar 1.3), "
                 f"x{pad['ppl_ratio_worst']:.2f} worst (bar 2.0) -> {'meets' if ok else 'MISSES'}"
             )

@@ -59,6 +59,22 @@ def reading_grade(text: str) -> float:
     return 0.39 * len(ws) / sentences + 11.8 * syl / len(ws) - 15.59
 
 
+def words_per_sentence(text: str) -> float:
+    """Mean sentence length in words: the half of the reading grade a run-on sentence inflates."""
+    ws = words(text)
+    return len(ws) / sentence_count(text) if ws else 0.0
+
+
+def syllables_per_word(text: str) -> float:
+    """Mean syllables per word: the reading grade's word half, blind to sentence length.
+
+    A reading grade rises with longer sentences as well as harder words, so one run-on
+    sentence can pass for expert prose; this judge moves only with the words chosen.
+    """
+    ws = words(text)
+    return sum(syllables(w) for w in ws) / len(ws) if ws else 0.0
+
+
 def word_count(text: str) -> float:
     return float(len(words(text)))
 
@@ -150,6 +166,8 @@ def list_share(text: str) -> float:
 
 JUDGES: dict[str, Callable[[str], float]] = {
     "reading_grade": reading_grade,
+    "syllables_per_word": syllables_per_word,
+    "words_per_sentence": words_per_sentence,
     "log_words": log_words,
     "word_count": word_count,
     "sentiment": sentiment,

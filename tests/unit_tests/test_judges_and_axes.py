@@ -13,7 +13,9 @@ from langchain_pad.judges import (
     sentence_count,
     sentiment,
     syllables,
+    syllables_per_word,
     warmth,
+    words_per_sentence,
 )
 
 
@@ -41,6 +43,17 @@ def test_reading_grade_orders_simple_below_technical():
 def test_a_cut_off_answer_counts_its_tail_as_a_sentence():
     assert sentence_count("One sentence. Then a tail without an end") == 2
     assert sentence_count("- a\n- b\n- c") == 3
+
+
+def test_a_run_on_sentence_raises_the_grade_but_not_the_word_judge():
+    short = "The train is slow. The plane is fast. Both cost money."
+    run_on = "The train is slow and the plane is fast and both cost money and take time."
+    assert words_per_sentence(short) == pytest.approx(11 / 3)
+    assert words_per_sentence(run_on) == 16
+    assert reading_grade(run_on) > reading_grade(short) + 4
+    assert syllables_per_word(run_on) == pytest.approx(17 / 16)  # "money": 2
+    assert syllables_per_word(short) == pytest.approx(12 / 11)  # same words, shorter sentences
+    assert syllables_per_word("") == words_per_sentence("") == 0.0
 
 
 def test_length_and_list_judges():
