@@ -356,17 +356,20 @@ def markdown(report: dict[str, Any]) -> str:
             "also show PAD's wins on the prompts where base greedy ended within the budget.",
             "",
             "| axis | pole | words / sentence base, PAD | syllables / word base, PAD "
-            "| PAD win | PAD win, words moved too | PAD wins where base ends |",
+            "| PAD win | PAD win, words moved too (reading grade) "
+            "| PAD wins where base ends (length) |",
             "|---|---|---:|---:|---:|---:|---:|",
         ]
         for p in result["poles"]:
             pad = p["systems"]["pad"]
             won, ended = pad["wins_where_base_ends"]
+            graded = p["judge"] == "reading_grade"
             lines.append(
                 f"| {p['axis']} | {p['pole']} | {p['base_words_per_sentence']:.1f}, "
                 f"{pad['words_per_sentence']:.1f} | {p['base_syllables_per_word']:.3f}, "
                 f"{pad['syllables_per_word']:.3f} | {pad['win_rate_vs_base']:.0%} | "
-                f"{pad['word_win_rate_vs_base']:.0%} | {won}/{ended} |"
+                + (f"{pad['word_win_rate_vs_base']:.0%} | n/a |" if graded else "n/a | ")
+                + ("" if graded else f"{won}/{ended} |")
             )
         lines.append("")
         text_poles = [p for p in result["poles"] if "pad_text" in p["systems"]]
