@@ -243,9 +243,9 @@ def run_group(
                 wins = [m and not lp for m, lp in zip(moved, looping, strict=True)]
                 # a reading grade also rises with sentence length: a win there counts
                 # only when the words moved too, so a run-on cannot pass for expert prose
+                out_words = [syllables_per_word(o.text) for o in outs]
                 word_moved = [
-                    sign * (syllables_per_word(o.text) - b) > 0
-                    for o, b in zip(outs, base_words, strict=True)
+                    sign * (w - b) > 0 for w, b in zip(out_words, base_words, strict=True)
                 ]
                 word_wins = [w and m for w, m in zip(wins, word_moved, strict=True)]
                 ended_wins = [w for w, e in zip(wins, base_ends, strict=True) if e]
@@ -268,9 +268,7 @@ def run_group(
                     "words_per_sentence": statistics.fmean(
                         words_per_sentence(o.text) for o in outs
                     ),
-                    "syllables_per_word": statistics.fmean(
-                        syllables_per_word(o.text) for o in outs
-                    ),
+                    "syllables_per_word": statistics.fmean(out_words),
                     "word_win_rate_vs_base": sum(word_wins) / k,
                     "wins_where_base_ends": [sum(ended_wins), len(ended_wins)],
                     "scores": scores,
