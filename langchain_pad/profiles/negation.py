@@ -14,12 +14,20 @@ A preference says what it turns down in two more ways, and both are marked the s
 - a contrast, where what follows is the rejected side: thoroughness *over* brevity,
   analogies *instead of* technical terms, depth *rather than* brevity.
 
+Words are also reduced to their stems (the Snowball English stemmer, the one Sphinx's
+search uses): a preference's cue is often a form the anchors never wrote, "technical
+rigor over accessibility" against the anchors' "accessible", and as separate words the
+two share no feature. Stemmed, they are one ("access"), in a plain and in a negated
+scope alike.
+
 Only the lexical model reads these tokens; the sentence embedding is unchanged.
 """
 
 from __future__ import annotations
 
 import re
+
+import snowballstemmer
 
 __all__ = ["NEGATED_PREFIX", "flipped", "negation_tokens"]
 
@@ -62,14 +70,16 @@ _PAIRED = {"than": "rather", "of": "instead"}
 """Two-word contrasts: *rather than*, *instead of* (the second word opens the scope)."""
 
 
-def negation_tokens(text: str) -> list[str]:
-    """The words of ``text`` (lowercased, two letters or more), those in a negated or
-    rejected scope prefixed with :data:`NEGATED_PREFIX`.
+def negation_tokens(text: str, *, stem: bool = True) -> list[str]:
+    """The words of ``text`` (lowercased, two letters or more, stemmed unless ``stem`` is
+    off), those in a negated or rejected scope prefixed with :data:`NEGATED_PREFIX`.
 
     A scope opens after a cue and ends at the next punctuation mark or dash; a cue
     inside a scope does not flip it back (double negation is rare in preferences and
     "no, not that" reads as one refusal).
     """
+    # a stemmer object keeps the word it works on: one per call, so threads share none
+    stemmer = snowballstemmer.stemmer("english") if stem else None
     words: list[str] = []
     negated = False
     previous = ""
@@ -84,7 +94,8 @@ def negation_tokens(text: str) -> list[str]:
             or _PAIRED.get(token) == previous
         )
         if len(token) >= 2:
-            words.append(NEGATED_PREFIX + token if negated else token)
+            word = stemmer.stemWord(token) if stemmer is not None else token
+            words.append(NEGATED_PREFIX + word if negated else word)
         if cue:
             negated = True
         previous = token

@@ -136,22 +136,61 @@ def test_a_negated_wording_names_the_other_pole():
 def test_negation_scopes_end_at_punctuation_and_mark_contrasts():
     from langchain_pad.profiles.negation import flipped, negation_tokens
 
-    assert negation_tokens("No need to dumb it down, I'm an expert.") == [
+    def tokens(text: str) -> list[str]:
+        return negation_tokens(text, stem=False)  # the scopes alone, words as written
+
+    assert tokens("No need to dumb it down, I'm an expert.") == [
         "no", "not_need", "not_to", "not_dumb", "not_it", "not_down", "i'm", "an", "expert",
     ]  # fmt: skip
-    assert negation_tokens("Depth rather than brevity") == [
+    assert tokens("Depth rather than brevity") == [
         "depth", "rather", "than", "not_brevity",
     ]  # fmt: skip
-    assert negation_tokens("analogies instead of jargon; skip the basics") == [
+    assert tokens("analogies instead of jargon; skip the basics") == [
         "analogies", "instead", "of", "not_jargon", "skip", "not_the", "not_basics",
     ]  # fmt: skip
-    assert negation_tokens("I'd rather have formulas") == ["i'd", "rather", "have", "formulas"]
-    assert negation_tokens("Thoroughness over brevity \u2014 always") == [
+    assert tokens("I'd rather have formulas") == ["i'd", "rather", "have", "formulas"]
+    assert tokens("Thoroughness over brevity \u2014 always") == [
         "thoroughness", "over", "not_brevity", "always",
     ]  # fmt: skip
-    assert negation_tokens("I DON'T want a novel") == ["don't", "not_want", "not_novel"]
+    assert tokens("I DON'T want a novel") == ["don't", "not_want", "not_novel"]
     assert flipped(["keep", "not_short"]) == ["not_keep", "short"]
-    assert negation_tokens("") == []
+    assert tokens("") == []
+
+
+def test_stems_join_the_forms_of_a_cue_word_in_either_scope():
+    from langchain_pad.profiles.negation import negation_tokens
+
+    assert negation_tokens("Technical rigor over accessibility, please.") == [
+        "technic", "rigor", "over", "not_access", "pleas",
+    ]  # fmt: skip
+    assert negation_tokens("make it accessible") == ["make", "it", "access"]
+    assert negation_tokens("I DON'T want a novel") == ["don't", "not_want", "not_novel"]
+    # cues are read before stemming: "skipping" is no refusal, "skip" is
+    assert negation_tokens("skipping details") == ["skip", "detail"]
+    assert negation_tokens("skip details") == ["skip", "not_detail"]
+
+
+def test_a_cue_word_in_another_form_reaches_the_anchor_that_uses_it():
+    """The anchors say "accessible" and "rigorous"; the queries "accessibility" and
+    "rigor". Every row has the same vector, so only the words can decide."""
+    rows = [
+        ("anchor:expertise:elementary", "make it accessible"),
+        ("anchor:expertise:elementary", "plain words"),
+        ("anchor:expertise:expert", "be rigorous"),
+        ("anchor:expertise:expert", "precise terms"),
+    ]
+    users, texts = [u for u, _ in rows], [t for _, t in rows]
+    same = np.tile(fake_vectors(1), (len(rows), 1))
+    stemmed = AnchorRanker(users, texts, same)
+    as_written = AnchorRanker(users, texts, same, stem=False)
+    q = same[0]
+    for text, pole in [
+        ("accessibility, please", "anchor:expertise:elementary"),
+        ("rigor over accessibility", "anchor:expertise:expert"),
+    ]:
+        assert stemmed.rank(q, text)[0].user_id == pole
+        # as written, no word of the query is an anchor's: an even split
+        assert as_written.probabilities(q, text) == pytest.approx([0.5, 0.5], abs=0.01)
 
 
 def test_the_lexical_model_reads_cues_the_embedding_misses():
