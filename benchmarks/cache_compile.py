@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dtype_agreement import encode  # benchmarks/dtype_agreement.py
 from speed import machine_info  # benchmarks/speed.py
 
 from langchain_pad.datagen.prompts import load_prompts
@@ -44,14 +45,6 @@ from langchain_pad.models import DEFAULT_MODEL, LoadedModel, load_model
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 Loop = Callable[[tuple[int, ...], int], tuple[list[int], float, float]]
 """``(prompt, new tokens) -> (tokens, first step seconds, mean seconds per later step)``."""
-
-
-def encode(lm: LoadedModel, text: str) -> tuple[int, ...]:
-    ids = lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True
-    )
-    ids = ids["input_ids"] if not isinstance(ids, list) else ids
-    return tuple(int(i) for i in ids)
 
 
 def engine_loop(lm: LoadedModel) -> Loop:
@@ -160,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     lm = load_model(args.model)
     texts = [p.text for p in load_prompts() if p.split == "heldout"][: args.prompts]
-    prompts = [encode(lm, t) for t in texts]
+    prompts = encode(lm, texts)
     compiled = torch.compile(lm.model.forward, dynamic=False)
     loops: dict[str, Loop] = {
         "engine": engine_loop(lm),
