@@ -107,11 +107,11 @@ class PADChatModel(BaseChatModel):
     """Accepted for interface compatibility; local decoding has no transient failures to retry."""
     streaming: bool = False
     """Whether ``invoke`` streams through callbacks (it always decodes token by token)."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"] = "float32"
     """Weight dtype; bfloat16 halves memory traffic on CPUs that support it; ``auto``
     picks bfloat16 where the CPU has native bfloat16 arithmetic, float32 elsewhere;
-    ``int8`` stores the linear layers' weights in int8 (faster, answers differ more from
-    float32's: see ``langchain_pad.quantization``)."""
+    ``int8`` / ``int4`` store the linear layers' weights in 8 / 4 bits (faster; answers
+    differ more from float32's: ``langchain_pad.quantization``, ``quantization_int4``)."""
     runtime: Any = Field(default=None, exclude=True)
     """The :class:`~langchain_pad.runtime.PADRuntime` to decode on; None: the shared one
     for ``model`` and ``dtype``."""

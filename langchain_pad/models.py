@@ -244,9 +244,11 @@ _cache: dict[tuple[str, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
 """Weight dtypes a model can be loaded in; ``auto`` picks :func:`best_cpu_dtype`;
-``int8`` is bfloat16 with weight-only int8 linear layers (:mod:`langchain_pad.quantization`)."""
+``int8`` is bfloat16 with weight-only int8 linear layers (:mod:`langchain_pad.quantization`);
+``int4`` is float32 with the decoder's linear layers in int4 groups of 32, exact on the
+embedded Q4_1 model (:mod:`langchain_pad.quantization_int4`)."""
 
 
 def cpu_has_fast_bfloat16() -> bool:
@@ -289,6 +291,7 @@ def _dtype_from_name(dtype: str) -> torch.dtype:
         "bfloat16": torch.bfloat16,
         "float16": torch.float16,
         "int8": torch.bfloat16,  # the activations' dtype; linears are then quantized
+        "int4": torch.float32,  # between the int4 linears (which take bfloat16 inputs)
     }
     if dtype not in dtypes:
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}.")
@@ -311,7 +314,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
     """Load (once per process) a causal LM and its tokenizer, frozen and in eval mode.
 
     ``dtype`` is a weight dtype name, or ``auto`` for :func:`best_cpu_dtype`; ``int8``
-    loads bfloat16 weights and quantizes every linear layer (weight-only, per channel).
+    loads bfloat16 weights and quantizes every linear layer (weight-only, per channel);
+    ``int4`` loads float32 and packs the decoder's linear layers in int4 groups of 32.
     """
     dtype = resolve_dtype(dtype)
     location = resolve_model_location(name_or_path)
@@ -345,6 +349,10 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: str = "float32") -> 
             from langchain_pad.quantization import quantize_linears_int8
 
             quantize_linears_int8(model)
+        elif dtype == "int4":
+            from langchain_pad.quantization_int4 import quantize_linears_int4
+
+            quantize_linears_int4(model)
         context = int(
             getattr(model.config, "max_position_embeddings", 0)
             or getattr(tokenizer, "model_max_length", 2048)

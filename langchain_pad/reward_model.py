@@ -91,8 +91,9 @@ def backbone_fingerprint(model: PreTrainedModel) -> str:
 
 def _is_quantized(stack: Any) -> bool:
     from langchain_pad.quantization import Int8WeightOnlyLinear
+    from langchain_pad.quantization_int4 import Int4GroupLinear
 
-    return any(isinstance(m, Int8WeightOnlyLinear) for m in stack.modules())
+    return any(isinstance(m, Int8WeightOnlyLinear | Int4GroupLinear) for m in stack.modules())
 
 
 def _decoder_stack(model: PreTrainedModel) -> Any:
@@ -122,7 +123,7 @@ class PersonalizedRewardModel(torch.nn.Module):
     ) -> None:
         """``init_from_trunk``: start the adapter as a copy of the backbone's last layers
         (a new PersRM, to train); False when its weights are loaded next (:meth:`load`),
-        which is what works on a quantized (``dtype="int8"``) backbone."""
+        which is what works on a quantized (``dtype="int8"`` or ``"int4"``) backbone."""
         super().__init__()
         from transformers import AutoModel
 
@@ -130,8 +131,8 @@ class PersonalizedRewardModel(torch.nn.Module):
         if init_from_trunk and _is_quantized(stack):
             raise ValueError(
                 "A new PersRM starts from the backbone's own layers, and this backbone's "
-                "are quantized (dtype='int8'). Train on a float32 or bfloat16 backbone; the "
-                "trained PersRM then loads on the int8 one."
+                "are quantized (dtype='int8' or 'int4'). Train on a float32 or bfloat16 "
+                "backbone; the trained PersRM then loads on the quantized one."
             )
         num_layers = len(stack.layers)
         if not 1 <= adapted_layers < num_layers:
@@ -444,7 +445,8 @@ class PersonalizedRewardModel(torch.nn.Module):
         if _is_quantized(_decoder_stack(base)):
             from langchain_pad.quantization import quantize_linears_int8
 
-            # The adapter's layers are most of a PAD step's extra cost: on an int8
+            # The adapter's layers are most of a PAD step's extra cost: on a quantized
             # backbone, float ones would make a guided token dearer than on float32.
+            # Trained weights are no 4-bit grid, so int8 (per channel) on int4 too.
             quantize_linears_int8(model.adapter)
         return model

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PADRuntime"]
 
-Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"]
 
 DEFAULT_TOKEN_BUDGET = 32768
 """Prompt + new tokens a runtime decodes at once by default. For the embedded model a

@@ -184,7 +184,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--served-model-name", default=None, help="name clients pass as model")
     serve.add_argument(
-        "--dtype", choices=["auto", "float32", "bfloat16", "float16", "int8"], default="float32"
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16", "int8", "int4"],
+        default="float32",
     )
     serve.add_argument(
         "--no-gate",
