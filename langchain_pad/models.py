@@ -254,8 +254,10 @@ embedded Q4_1 model (:mod:`langchain_pad.quantization_int4`)."""
 def cpu_has_fast_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX tiles).
 
-    Without either, torch emulates bfloat16 matrix products in float32 and they run no
-    faster than float32 weights (slower, with the conversions), so ``auto`` keeps float32.
+    Without either, torch converts bfloat16 to float32 to multiply. Whether that pays
+    varies: on a 2-core AVX2-only AMD EPYC, bfloat16 weights decoded 1.52x float32 at
+    batch 1 (benchmarks/results/amd_epyc/weight_traffic.md), while earlier one-matrix
+    probes there ran slower. ``auto`` keeps float32 on such CPUs until that is settled.
     """
     import torch
 
