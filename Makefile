@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
-PYTEST_FLAGS ?= -q -ra
+# --durations: the slowest tests in every run, to keep CI inside its aim
+PYTEST_FLAGS ?= -q -ra --durations=25
 
 # System packages the tests need, one list, installed when missing (root or sudo, apt):
 # Debian's Chromium for the HTML view's browser tests (a browser download, as

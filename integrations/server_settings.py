@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from langchain_pad.models import Dtype
+
 __all__ = ["ServerSettings"]
 
 
@@ -20,7 +22,7 @@ class ServerSettings:
     """PersRM directory, ``"default"`` (the shipped one) or None (no personalization)."""
     served_model_name: str | None = None
     """Name clients pass as ``model``; defaults to ``model``."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"] = "float32"
+    dtype: Dtype = "float32"
     gate: bool = True
     """Skip the PersRM where the plausibility floor leaves the base model's top token
     alone (``PADRuntime(gate=...)``): the same answers, fewer reward calls. False scores

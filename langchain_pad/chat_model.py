@@ -31,7 +31,7 @@ from langchain_pad._calls import prepare_call
 from langchain_pad._chunks import PreparedCall
 from langchain_pad._messages import render_prompt, to_turns
 from langchain_pad.guard import DEFAULT_PLAUSIBILITY
-from langchain_pad.models import DEFAULT_MODEL, DEFAULT_REWARD_MODEL
+from langchain_pad.models import DEFAULT_MODEL, DEFAULT_REWARD_MODEL, Dtype
 from langchain_pad.preferences import PreferenceResolver, UnknownUser
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class PADChatModel(BaseChatModel):
     """Accepted for interface compatibility; local decoding has no transient failures to retry."""
     streaming: bool = False
     """Whether ``invoke`` streams through callbacks (it always decodes token by token)."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"] = "float32"
+    dtype: Dtype = "float32"
     """Weight dtype; bfloat16 halves memory traffic on CPUs that support it; ``auto``
     picks bfloat16 where the CPU has native bfloat16 arithmetic, float32 elsewhere;
     ``int8`` / ``int4`` store the linear layers' weights in 8 / 4 bits (faster; answers

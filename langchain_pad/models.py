@@ -20,7 +20,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_REWARD_MODEL",
     "DTYPES",
+    "Dtype",
     "LoadedModel",
     "ModelLoadError",
     "best_cpu_dtype",
@@ -244,7 +245,11 @@ _cache: dict[tuple[str, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
+Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"]
+"""The one spelling of the dtype names: the chat model, the runtime, the server settings and
+the CLI all read it, so a new dtype is added here once."""
+
+DTYPES: tuple[str, ...] = get_args(Dtype)
 """Weight dtypes a model can be loaded in; ``auto`` picks :func:`best_cpu_dtype`;
 ``int8`` is bfloat16 with weight-only int8 linear layers (:mod:`langchain_pad.quantization`);
 ``int4`` is float32 with the decoder's linear layers in int4 groups of 32, exact on the

@@ -28,9 +28,9 @@ import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from langchain_pad.models import DEFAULT_MODEL
+from langchain_pad.models import DEFAULT_MODEL, Dtype
 
 if TYPE_CHECKING:
     from langchain_pad.calibration import PoleCalibration
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     from langchain_pad.tool_router import EmbeddingToolRouter
 
 __all__ = ["PADRuntime"]
-
-Dtype = Literal["auto", "float32", "bfloat16", "float16", "int8", "int4"]
 
 DEFAULT_TOKEN_BUDGET = 32768
 """Prompt + new tokens a runtime decodes at once by default. For the embedded model a

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from langchain_pad.models import DEFAULT_MODEL
+from langchain_pad.models import DEFAULT_MODEL, DTYPES
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -185,7 +185,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--served-model-name", default=None, help="name clients pass as model")
     serve.add_argument(
         "--dtype",
-        choices=["auto", "float32", "bfloat16", "float16", "int8", "int4"],
+        choices=list(DTYPES),
         default="float32",
     )
     serve.add_argument(
