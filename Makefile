@@ -6,8 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.langchain-pad-installed
-# --durations: the slowest tests in every run, to keep CI inside its aim
-PYTEST_FLAGS ?= -q -ra --durations=25
+# --durations: the slowest tests in every run, to keep CI inside its aim.
+# Two worker processes (pytest-xdist), whole files per worker so that a module's server,
+# PostgreSQL or Ray cluster starts once; one torch thread each (TEST_THREADS) so the two
+# share the cores instead of oversubscribing them. Batch-1 decoding leaves the second
+# core mostly idle (MKL runs a GEMV on one thread): 990 s -> 624 s for the integration
+# tests on a 2-core AMD EPYC. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+TEST_THREADS ?= 1
+PYTEST_FLAGS ?= -q -ra --durations=25 -n $(PYTEST_WORKERS) --dist loadfile
 
 # System packages the tests need, one list, installed when missing (root or sudo, apt):
 # Debian's Chromium for the HTML view's browser tests (a browser download, as
@@ -55,10 +62,10 @@ lint: install
 	$(VENV)/bin/mypy integrations
 
 unit: install
-	$(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest tests/unit_tests $(PYTEST_FLAGS)
 
 integration: install system-deps
-	$(PY) -m pytest tests/integration_tests $(PYTEST_FLAGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest tests/integration_tests $(PYTEST_FLAGS)
 
 test: lint unit integration
 

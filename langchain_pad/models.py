@@ -162,16 +162,30 @@ def convert_embedded_model(*, force: bool = False, show_progress: bool = True) -
 
     The conversion writes into a temporary sibling directory and renames it into
     place only when complete, so an interrupted conversion never leaves a directory
-    that looks usable.
+    that looks usable. It holds a file lock beside the directory: processes that start
+    on a fresh cache together (server replicas, test workers) convert once, and none
+    removes a directory another is already loading.
     """
     target = embedded_model_dir()
     if not force and _conversion_is_complete(target):
         return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{DEFAULT_MODEL}.lock")):
+        # Another process may have finished the conversion while this one waited.
+        if not force and _conversion_is_complete(target):
+            return target
+        _convert_into(target, show_progress=show_progress)
+    return target
+
+
+def _convert_into(target: Path, *, show_progress: bool) -> None:
+    """Write the converted model to ``target``; the caller holds the conversion lock."""
     gguf_path = _embedded_gguf_path()
 
     from tqdm.auto import tqdm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     steps = ["tokenizer", "weights (de-quantize)", "save safetensors", "verify"]
     with tqdm(
         total=len(steps),
@@ -216,7 +230,6 @@ def convert_embedded_model(*, force: bool = False, show_progress: bool = True) -
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def resolve_model_location(name_or_path: str) -> str:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -49,6 +51,35 @@ def test_incomplete_conversion_is_not_mistaken_for_a_model(tmp_path):
     assert models._conversion_is_complete(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"x" * 5)  # truncated
     assert not models._conversion_is_complete(tmp_path)
+
+
+def test_processes_starting_on_a_fresh_cache_convert_once(tmp_path, monkeypatch):
+    """Two first uses at once (server replicas, test workers): one converts, the other
+    waits for it and loads the result instead of converting again and deleting the
+    directory the first is reading."""
+    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path))
+    conversions: list[str] = []
+
+    def slow_conversion(target, *, show_progress):
+        conversions.append(threading.current_thread().name)
+        time.sleep(0.3)
+        target.mkdir(parents=True)
+        (target / "model.safetensors").write_bytes(b"x" * 10)
+        marker = {"format": models._CONVERSION_FORMAT, "file_sizes": {"model.safetensors": 10}}
+        (target / models._COMPLETE_MARKER).write_text(json.dumps(marker))
+
+    monkeypatch.setattr(models, "_convert_into", slow_conversion)
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(models.convert_embedded_model()))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(conversions) == 1, conversions
+    assert results == [models.embedded_model_dir()] * 3
 
 
 def test_unknown_dtype_is_refused():
