@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from langchain_pad.engine.guidance import StepGuide
 from langchain_pad.engine.loop import DecodingEngine, WaveStats
+from langchain_pad.engine.threads import WaveThreads
 from langchain_pad.engine.tickets import (
     EngineClosedError,
     EventSink,
@@ -53,6 +54,7 @@ class BatchScheduler:
         token_budget: int | None = None,
         queue_timeout: float | None = None,
         prefill_budget: int | None = None,
+        single_row_threads: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
@@ -94,6 +96,10 @@ class BatchScheduler:
         self._wave_sizes: deque[int] = deque(maxlen=stats_window)
         self._wave_stats: deque[WaveStats] = deque(maxlen=stats_window)
         self._evicted_passes = 0
+        self.threads = WaveThreads(single_row_threads)
+        """The decoding thread's intra-op threads for a row alone (None: torch's setting;
+        :class:`~langchain_pad.PADRuntime` picks per dtype, see
+        :mod:`langchain_pad.engine.threads`)."""
         self.totals = SchedulerTotals()
         """Counters over the scheduler's whole life (the per-wave lists keep a window)."""
         self._pending: list[RequestTicket] = []
@@ -305,6 +311,7 @@ class BatchScheduler:
                     self._running = []
 
     def _run_wave(self, wave: list[RequestTicket]) -> None:
+        self.threads.set_rows(len(wave))
         finished: set[int] = set()
         stats = WaveStats()
         self._record_wave(len(wave), stats)  # before any caller can see its last event
@@ -353,6 +360,7 @@ class BatchScheduler:
                 if wave:
                     active.append(self._start_wave(wave))
                     self._set_running(active)
+                self.threads.set_rows(sum(len(w.tickets) for w in active))
                 for current in list(active):
                     if not current.step():
                         active.remove(current)

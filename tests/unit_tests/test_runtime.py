@@ -138,3 +138,25 @@ def test_the_shared_runtime_is_one_per_model_and_dtype():
     assert PADRuntime.shared("some-model", "bfloat16") is not a
     assert a in PADRuntime.shared_runtimes()
     assert PADChatModel(model="some-model").get_runtime() is a
+
+
+@pytest.mark.parametrize(
+    ("dtype", "given", "used"),
+    [
+        ("float32", "auto", 1),
+        ("int4", "auto", 1),
+        ("bfloat16", "auto", None),
+        ("int8", "auto", None),
+        ("bfloat16", 1, 1),
+        ("float32", None, None),
+        ("float32", 2, 2),
+    ],
+)
+def test_single_row_threads_default_per_dtype_and_follow_what_is_given(dtype, given, used):
+    assert PADRuntime(dtype=dtype, single_row_threads=given).single_row_threads == used
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "one", True])
+def test_bad_single_row_threads_are_clear_errors(bad):
+    with pytest.raises(ValueError, match="single_row_threads must be None"):
+        PADRuntime(single_row_threads=bad)

@@ -287,3 +287,71 @@ def test_a_prefill_budget_gives_long_prompts_their_own_waves(tiny_engine):
         assert all(events[-1].finish_reason is not None for events in results.values())
     finally:
         sched.close()
+
+
+class _ThreadCountGuide:
+    """Records the decoding thread's intra-op thread count at each wave's start."""
+
+    needs_hidden_states = False
+    default_candidates = 4
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def start(self, payloads):
+        import torch
+
+        self.seen.append((len(payloads), torch.get_num_threads()))
+
+        class Session:
+            def observe(self, forward):
+                pass
+
+            def score(self, step):
+                return step.scores
+
+            def records(self, chosen):
+                return [None] * len(chosen)
+
+            def select_rows(self, keep):
+                pass
+
+        return Session()
+
+
+@pytest.mark.parametrize("single_row_threads", [1, None])
+def test_a_row_alone_decodes_on_single_row_threads_and_a_batch_on_torchs(
+    tiny_engine, single_row_threads
+):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the suite runs on one; new threads start from this
+    guide = _ThreadCountGuide()
+    sched = BatchScheduler(
+        tiny_engine, guide=guide, gather_timeout=5.0, single_row_threads=single_row_threads
+    )
+    guided = GenerationRequest((1, 2, 3), SamplingParams(max_new_tokens=3), guidance="x")
+    try:
+        list(sched.stream(guided))
+        with sched.gathering(2):
+            threads = [
+                threading.Thread(target=lambda: list(sched.stream(guided))) for _ in range(2)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+        list(sched.stream(guided))
+        alone = 1 if single_row_threads == 1 else 2
+        assert guide.seen == [(1, alone), (2, 2), (1, alone)]
+        assert torch.get_num_threads() == 2  # the caller's own count is left alone
+    finally:
+        sched.close()
+        torch.set_num_threads(before)
+
+
+def test_single_row_threads_must_be_a_positive_integer_or_none(tiny_engine):
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="single_row_threads must be None"):
+            BatchScheduler(tiny_engine, single_row_threads=bad)
