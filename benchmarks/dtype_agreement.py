@@ -67,11 +67,30 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
 
 
+FLOAT_HEAD = "int4-float-head"
+"""int4 decoder matrices with the tied output projection left float32 (``int4`` makes
+it int8): what that projection's rounding alone does to the answers."""
+
+
+def _load(name: str, dtype: str) -> LoadedModel:
+    if dtype != FLOAT_HEAD:
+        return load_model(name, dtype=dtype)
+    import copy
+    import dataclasses
+
+    from langchain_pad.quantization_int4 import quantize_linears_int4
+
+    base = load_model(name, dtype="float32")
+    model = copy.deepcopy(base.model)
+    quantize_linears_int4(model, output_int8=False)
+    return dataclasses.replace(base, model=model, dtype=FLOAT_HEAD)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     dtypes = ("float32", *args.dtypes)
     texts = [p.text for p in load_prompts() if p.split == "heldout"][: args.prompts]
-    models = {dt: load_model(args.model, dtype=dt) for dt in dtypes}
+    models = {dt: _load(args.model, dt) for dt in dtypes}
     engines = {
         dt: DecodingEngine(
             lm.model, lm.tokenizer, eos_token_ids=frozenset(), context_length=lm.context_length
@@ -190,7 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument(
-        "--dtypes", nargs="+", default=["bfloat16", "int8"], help="compared with float32"
+        "--dtypes",
+        nargs="+",
+        default=["bfloat16", "int8"],
+        help=f"compared with float32; {FLOAT_HEAD}: int4 with a float32 output projection",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

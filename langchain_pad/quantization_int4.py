@@ -11,8 +11,9 @@ The product runs in torch's own kernel (``aten._weight_int4pack_mm_for_cpu``, th
 torchao's CPU int4 layout uses). It takes bfloat16 activations and scales: its float32
 path ran many times slower (benchmarks/results/weight_traffic.md). So the codes are
 exact, but each group's scale and offset are rounded to bfloat16 and so is the layer's
-input; everything between the linear layers (norms, attention, the tied output
-projection) stays float32. Answers differ from float32's as bfloat16's do.
+input; everything between the linear layers (norms, attention) stays float32, and
+the tied output projection is int8 (see :func:`quantize_linears_int4`). Answers differ
+from float32's as bfloat16's do.
 """
 
 from __future__ import annotations
@@ -87,19 +88,39 @@ class Int4GroupLinear(torch.nn.Module):
         )
 
 
-def quantize_linears_int4(model: torch.nn.Module) -> int:
-    """Replace the decoder's linear layers in place; returns how many.
+def quantize_linears_int4(model: torch.nn.Module, *, output_int8: bool = True) -> int:
+    """Replace the decoder's linear layers in place; returns how many (int4 ones).
 
-    The output projection stays float: a tied one is the input embedding table (Q8_0 in
-    the GGUF, not a 4-bit grid), which a PersRM reads whole. Layers the kernel cannot
-    take (:func:`fits`) stay float too.
+    A tied output projection (the input embedding table: Q8_0 in the GGUF, not a 4-bit
+    grid) becomes int8 with one scale per row (:class:`~langchain_pad.quantization.
+    Int8WeightOnlyLinear`), its float weight kept for the PersRM, which reads it whole.
+    Why: once the decoder is int4, the 113 MB float32 projection was the largest read of
+    a token (48% of a step's time); int8 reads 28 MB, as llama.cpp reads Q8_0. Not exact
+    (Q8_0 has a scale per 32 weights; the kernel takes one per row): the measured effect
+    on answers is in ``benchmarks/results/amd_epyc_avx512/dtype.md``.
+    ``output_int8=False`` keeps it float32. An untied projection stays float; layers the
+    kernel cannot take (:func:`fits`) stay float too.
     """
+    from langchain_pad.quantization import INPUT_MULTIPLE, Int8WeightOnlyLinear
+
     get_output = getattr(model, "get_output_embeddings", None)
     output = get_output() if callable(get_output) else None
+    get_input = getattr(model, "get_input_embeddings", None)
+    inputs = get_input() if callable(get_input) else None
+    tied = (
+        isinstance(output, torch.nn.Linear)
+        and inputs is not None
+        and output.weight is getattr(inputs, "weight", None)
+    )
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and child is not output and fits(child):
+            if not isinstance(child, torch.nn.Linear):
+                continue
+            if child is output:
+                if output_int8 and tied and child.in_features % INPUT_MULTIPLE == 0:
+                    setattr(parent, name, Int8WeightOnlyLinear(child, keep_weight=True))
+            elif fits(child):
                 setattr(parent, name, Int4GroupLinear(child))
                 replaced += 1
     return replaced

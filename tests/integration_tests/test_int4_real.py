@@ -12,9 +12,9 @@ and steers on the int4 trunk, with zero steering equal to plain decoding.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from langchain_pad import PADChatModel
+from langchain_pad.quantization import Int8WeightOnlyLinear
 from langchain_pad.quantization_int4 import Int4GroupLinear
 from langchain_pad.runtime import PADRuntime
 
@@ -36,7 +36,7 @@ def test_every_decoder_matrix_is_int4_with_its_codes_exact(runtime):
     assert len(linears) == 30 * 7  # 30 layers of 7 projections
     assert max(m.max_error for m in linears) == 0.0  # Q4_1 values, recovered exactly
     head = model.get_output_embeddings()
-    assert isinstance(head, torch.nn.Linear)
+    assert isinstance(head, Int8WeightOnlyLinear)  # the tied projection: int8 per row
     assert head.weight is model.get_input_embeddings().weight
 
 

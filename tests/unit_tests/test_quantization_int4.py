@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from langchain_pad.models import DTYPES, resolve_dtype
+from langchain_pad.quantization import Int8WeightOnlyLinear
 from langchain_pad.quantization_int4 import GROUP_SIZE, Int4GroupLinear, quantize_linears_int4
 
 
@@ -63,8 +64,9 @@ def test_shapes_the_kernel_cannot_take_are_refused_with_what_to_do():
             Int4GroupLinear(linear)
 
 
-def test_a_model_keeps_its_output_projection_float(tiny_model):
+def test_an_untied_output_projection_stays_float(tiny_model):
     model = copy.deepcopy(tiny_model)
+    assert model.lm_head.weight is not model.get_input_embeddings().weight
     x = torch.tensor([[1, 2, 3, 4]])
     want = model(input_ids=x).logits
 
@@ -75,6 +77,35 @@ def test_a_model_keeps_its_output_projection_float(tiny_model):
     got = model(input_ids=x).logits
     assert got.dtype == torch.float32
     assert _relative_error(got, want) < 0.2
+
+
+def _tied_copy(model: torch.nn.Module) -> torch.nn.Module:
+    tied = copy.deepcopy(model)
+    tied.lm_head.weight = tied.get_input_embeddings().weight
+    return tied
+
+
+def test_a_tied_output_projection_becomes_int8_and_keeps_its_float_weight(tiny_model):
+    model = _tied_copy(tiny_model)
+    embeddings = model.get_input_embeddings().weight
+    x = torch.tensor([[1, 2, 3, 4]])
+    want = model(input_ids=x).logits
+
+    replaced = quantize_linears_int4(model)
+
+    assert replaced == 2 * 7  # the head is not an int4 layer
+    head = model.get_output_embeddings()
+    assert isinstance(head, Int8WeightOnlyLinear)
+    assert head.weight is embeddings  # what a PersRM reads whole
+    got = model(input_ids=x).logits
+    assert got.dtype == torch.float32
+    assert _relative_error(got, want) < 0.2
+
+
+def test_output_int8_false_keeps_a_tied_projection_float(tiny_model):
+    model = _tied_copy(tiny_model)
+    quantize_linears_int4(model, output_int8=False)
+    assert type(model.get_output_embeddings()) is torch.nn.Linear
 
 
 def test_int4_is_a_dtype_name():
