@@ -151,7 +151,7 @@ def op_profile(lm: LoadedModel, prompt: tuple[int, ...], steps: int) -> dict[str
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    lm = load_model(args.model)
+    lm = load_model(args.model, dtype=args.dtype)
     texts = [p.text for p in load_prompts() if p.split == "heldout"][: args.prompts]
     prompts = encode(lm, texts)
     compiled = torch.compile(lm.model.forward, dynamic=False)
@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads,
             "greedy": True,
             "batch": 1,
+            "dtype": args.dtype,
             "compile": "torch.compile(model.forward, dynamic=False), inductor",
         },
         "compile_first_call_seconds": round(compile_seconds, 1),
@@ -215,7 +216,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Static KV cache and torch.compile vs the engine's growing cache",
         "",
-        f"Greedy, batch 1, {s['new_tokens']} new tokens on each of {s['prompts']} held-out "
+        f"Weights {s.get('dtype', 'float32')}; greedy, batch 1, {s['new_tokens']} new tokens "
+        f"on each of {s['prompts']} held-out "
         f"prompts, {s['repeats']} interleaved repeats, {s['threads']} threads; ms per token "
         "after the prefill (median over prompts and repeats). Compilation: "
         f"{report['compile_first_call_seconds']} s for the first call.",
@@ -251,14 +253,16 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", help="weights: float32, bfloat16, int8, int4")
     parser.add_argument("--profile-steps", type=int, default=16)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args()
     report = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cache_compile.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "cache_compile.md").write_text(markdown(report))
+    stem = "cache_compile" if args.dtype == "float32" else f"cache_compile_{args.dtype}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
 
 
