@@ -21,6 +21,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             samples_per_pole=args.samples_per_pole,
+            judge_guidance=args.judge_guidance,
+            pole_prompts=not args.no_pole_prompts,
         ),
         model_name=args.model,
         dataset_version=args.version,
@@ -65,6 +67,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=1,
         help="answers sampled per pole per prompt; the most extreme pair is kept (best-of-N)",
+    )
+    generate.add_argument(
+        "--judge-guidance",
+        type=float,
+        default=0.0,
+        help="sample each pole with the axis judge's gain per token candidate as a reward, "
+        "at this strength (0: none)",
+    )
+    generate.add_argument(
+        "--no-pole-prompts",
+        action="store_true",
+        help="with --judge-guidance: answer the plain prompt at both poles (no system prompt)",
     )
     generate.add_argument("--version", default="1", help="dataset version recorded in the manifest")
     generate.add_argument("--limit", type=int, default=None, help="use only the first N prompts")

@@ -47,10 +47,23 @@ class GenerationSettings:
     batch_size: int = 32
     samples_per_pole: int = 1
     """Answers sampled per pole per prompt; pairing keeps the extremes (best-of-N)."""
+    judge_guidance: float = 0.0
+    """Strength of the axis judge as a token reward while sampling each pole (its gain per
+    candidate, toward the pole; :mod:`langchain_pad.datagen.judge_guide`). 0: none."""
+    pole_prompts: bool = True
+    """Sample each pole under its system prompt. False, with judge guidance: both poles
+    answer the plain prompt and differ only where the judge re-ranked the candidates."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.samples_per_pole < 1:
             raise ValueError("batch_size, max_new_tokens and samples_per_pole must be >= 1.")
+        if not self.judge_guidance >= 0:
+            raise ValueError(f"judge_guidance must be >= 0, got {self.judge_guidance!r}.")
+        if not self.pole_prompts and self.judge_guidance == 0:
+            raise ValueError(
+                "pole_prompts=False needs judge_guidance > 0: without either, both poles "
+                "would be sampled the same way and no pair could differ by design."
+            )
 
 
 def row_seed(seed: int, prompt_id: str, axis: str, pole: str, index: int = 0) -> int:
@@ -67,6 +80,8 @@ def _plan_settings(settings: GenerationSettings) -> dict[str, object]:
     plan = asdict(settings)
     if settings.samples_per_pole == 1:
         del plan["samples_per_pole"]
+    if settings.judge_guidance == 0 and settings.pole_prompts:  # as before these existed
+        del plan["judge_guidance"], plan["pole_prompts"]
     return plan
 
 
@@ -88,6 +103,7 @@ def generate_dataset(
     from tqdm.auto import tqdm
 
     from langchain_pad._messages import render_prompt
+    from langchain_pad.datagen.judge_guide import JudgeGuide, JudgeTarget
     from langchain_pad.engine import DecodingEngine, GenerationRequest, SamplingParams
     from langchain_pad.models import load_model
 
@@ -128,6 +144,7 @@ def generate_dataset(
         eos_token_ids=loaded.eos_token_ids,
         context_length=loaded.context_length,
     )
+    guide = JudgeGuide(loaded.tokenizer) if settings.judge_guidance > 0 else None
     todo = [
         (prompt, axis, pole, index)
         for axis in chosen_axes
@@ -152,7 +169,11 @@ def generate_dataset(
                         render_prompt(
                             loaded.tokenizer,
                             [
-                                {"role": "system", "content": pole.system_prompt},
+                                *(
+                                    [{"role": "system", "content": pole.system_prompt}]
+                                    if settings.pole_prompts
+                                    else []
+                                ),
                                 {"role": "user", "content": prompt.text},
                             ],
                         )
@@ -163,10 +184,13 @@ def generate_dataset(
                         top_p=settings.top_p,
                         seed=row_seed(settings.seed, prompt.id, axis.name, pole.name, index),
                     ),
+                    JudgeTarget(axis.judge, axis.sign(pole.name), settings.judge_guidance)
+                    if guide is not None
+                    else None,
                 )
                 for prompt, axis, pole, index in batch
             ]
-            outputs = engine.generate(requests)
+            outputs = engine.generate(requests, guide=guide)
             for (prompt, axis, pole, index), output in zip(batch, outputs, strict=True):
                 text = output.text.strip()
                 record = SampleRecord(

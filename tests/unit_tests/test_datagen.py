@@ -274,4 +274,8 @@ def test_the_cli_passes_samples_per_pole_and_prints_the_second_judge(monkeypatch
     assert seen["settings"].samples_per_pole == 1
     assert main(["data", "generate", "--out", "x", "--samples-per-pole", "4"]) == 0
     assert seen["settings"].samples_per_pole == 4
+    assert seen["settings"].judge_guidance == 0.0 and seen["settings"].pole_prompts
+    args = ["data", "generate", "--out", "x", "--judge-guidance", "5", "--no-pole-prompts"]
+    assert main(args) == 0
+    assert seen["settings"].judge_guidance == 5.0 and not seen["settings"].pole_prompts
     assert "warmth agreed with 0 of 0 pairs" in capsys.readouterr().out
