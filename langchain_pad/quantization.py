@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["INPUT_MULTIPLE", "Int8WeightOnlyLinear", "quantize_linears_int8"]
+__all__ = ["INPUT_MULTIPLE", "Int8WeightOnlyLinear", "output_projection", "quantize_linears_int8"]
 
 INPUT_MULTIPLE = 16
 """The kernel reads inputs in blocks of 16: other widths crash it or give wrong sums
@@ -76,6 +76,19 @@ def _embeddings(model: torch.nn.Module, getter: str) -> torch.nn.Module | None:
     return module if isinstance(module, torch.nn.Module) else None
 
 
+def output_projection(model: torch.nn.Module) -> tuple[torch.nn.Module | None, bool]:
+    """A model's output projection, and whether it shares its weight with the input
+    embeddings (then quantizing it must keep that weight reachable for the PersRM)."""
+    output = _embeddings(model, "get_output_embeddings")
+    inputs = _embeddings(model, "get_input_embeddings")
+    tied = (
+        isinstance(output, torch.nn.Linear)
+        and inputs is not None
+        and output.weight is getattr(inputs, "weight", None)
+    )
+    return output, tied
+
+
 def quantize_linears_int8(model: torch.nn.Module) -> int:
     """Replace every ``nn.Linear`` of a bfloat16 model in place; returns how many.
 
@@ -84,13 +97,7 @@ def quantize_linears_int8(model: torch.nn.Module) -> int:
     bfloat16 weights, which a PersRM reads whole. Layers whose input width the kernel
     cannot take (see :data:`INPUT_MULTIPLE`) stay float too.
     """
-    output = _embeddings(model, "get_output_embeddings")
-    inputs = _embeddings(model, "get_input_embeddings")
-    tied = (
-        isinstance(output, torch.nn.Linear)
-        and inputs is not None
-        and output.weight is getattr(inputs, "weight", None)
-    )
+    output, tied = output_projection(model)
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

@@ -101,17 +101,13 @@ def quantize_linears_int4(model: torch.nn.Module, *, output_int8: bool = True) -
     ``output_int8=False`` keeps it float32. An untied projection stays float; layers the
     kernel cannot take (:func:`fits`) stay float too.
     """
-    from langchain_pad.quantization import INPUT_MULTIPLE, Int8WeightOnlyLinear
-
-    get_output = getattr(model, "get_output_embeddings", None)
-    output = get_output() if callable(get_output) else None
-    get_input = getattr(model, "get_input_embeddings", None)
-    inputs = get_input() if callable(get_input) else None
-    tied = (
-        isinstance(output, torch.nn.Linear)
-        and inputs is not None
-        and output.weight is getattr(inputs, "weight", None)
+    from langchain_pad.quantization import (
+        INPUT_MULTIPLE,
+        Int8WeightOnlyLinear,
+        output_projection,
     )
+
+    output, tied = output_projection(model)
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

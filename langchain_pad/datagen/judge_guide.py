@@ -17,7 +17,7 @@ generation and benchmarks, not meant for serving.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,6 @@ class JudgeSession:
             p if isinstance(p, JudgeTarget) else None for p in payloads
         ]
         self._answers: list[list[int]] = [[] for _ in payloads]
-        self._judges: dict[str, Callable[[str], float]] = {}
         self._last_ids: torch.Tensor | None = None
         self._last_rows: list[int] = []
 
@@ -80,7 +79,7 @@ class JudgeSession:
             target = self._targets[row]
             if target is None:
                 continue
-            score = self._judges.setdefault(target.judge, judge(target.judge))
+            score = judge(target.judge)
             before = self._answers[row]
             now = score(self._tokenizer.decode(before))
             floor = float(step.scores[i, 0]) + math.log(target.floor)
