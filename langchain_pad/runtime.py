@@ -86,6 +86,7 @@ class PADRuntime:
         prefill_budget: int | None = DEFAULT_PREFILL_BUDGET,
         gate: bool = True,
         single_row_threads: int | Literal["auto"] | None = "auto",
+        compile_steps: bool = False,
     ) -> None:
         from langchain_pad.engine.threads import check_single_row_threads, single_row_default
         from langchain_pad.models import resolve_dtype
@@ -145,6 +146,11 @@ class PADRuntime:
         """Intra-op threads the decoding thread uses for a row alone (None: torch's
         setting). ``auto``: one for float32 and int4, where it measured 1.2-1.5x faster
         through ``invoke``; see :mod:`langchain_pad.engine.threads`."""
+        if not isinstance(compile_steps, bool):
+            raise ValueError(f"compile_steps must be True or False, got {compile_steps!r}.")
+        self.compile_steps = compile_steps
+        """One-token steps through ``torch.compile`` (off: compiling takes minutes and
+        changes rounding; see :mod:`langchain_pad.engine.compiled`)."""
         self._lock = threading.RLock()
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
@@ -221,6 +227,7 @@ class PADRuntime:
         with self._lock:
             if self._scheduler is None:
                 from langchain_pad.engine import BatchScheduler, DecodingEngine
+                from langchain_pad.engine.compiled import CompiledSteps
                 from langchain_pad.engine.pad import PADGuide
 
                 loaded = self.loaded
@@ -229,6 +236,7 @@ class PADRuntime:
                     loaded.tokenizer,
                     eos_token_ids=loaded.eos_token_ids,
                     context_length=loaded.context_length,
+                    compiled_steps=CompiledSteps(loaded.model) if self.compile_steps else None,
                 )
                 self._scheduler = BatchScheduler(
                     engine,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from langchain_pad.engine.compiled import CompiledSteps
     from langchain_pad.records import PADStepRecord
 
 
@@ -104,8 +105,12 @@ class DecodingEngine(Decisions):
         eos_token_ids: frozenset[int],
         context_length: int,
         fast_forward: bool = True,
+        compiled_steps: CompiledSteps | None = None,
     ) -> None:
         self.model = model
+        self.compiled_steps = compiled_steps
+        """One-token steps through ``torch.compile`` (:mod:`langchain_pad.engine.compiled`);
+        None: every forward pass eager."""
         self.fast_forward = fast_forward
         """Take grammar-forced tokens without a decision step, several per forward where
         the wave allows (greedy output is the same either way; off: for benchmarks)."""
@@ -210,7 +215,8 @@ class DecodingEngine(Decisions):
         cache = self._new_cache()
         is_prefill = True
         while rows:
-            out = self.model(
+            forward = self.model if self.compiled_steps is None else self.compiled_steps.forward
+            out = forward(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
