@@ -160,6 +160,7 @@ class _Server:
                 settings.model,
                 dtype=settings.dtype,
                 gate=settings.gate,
+                compile_steps=settings.compile_steps,
                 max_batch_size=settings.max_batch_size,
                 batch_window=settings.batch_window,
                 max_waves=settings.max_waves,

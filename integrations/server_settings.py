@@ -27,6 +27,9 @@ class ServerSettings:
     """Skip the PersRM where the plausibility floor leaves the base model's top token
     alone (``PADRuntime(gate=...)``): the same answers, fewer reward calls. False scores
     every token, for clients that want every token's reward."""
+    compile_steps: bool = False
+    """Decoding steps through ``torch.compile`` (``PADRuntime(compile_steps=...)``):
+    faster tokens once the first requests have compiled them (minutes)."""
     default_max_tokens: int = 256
     """``max_tokens`` of a request that names none (capped by ``max_tokens_limit``)."""
     max_tokens_limit: int = 1024

@@ -69,6 +69,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         served_model_name=args.served_model_name,
         dtype=args.dtype,
         gate=args.gate,
+        compile_steps=args.compile_steps,
         default_max_tokens=args.default_max_tokens,
         max_tokens_limit=args.max_tokens_limit,
         max_request_bytes=args.max_request_bytes,
@@ -193,6 +194,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="gate",
         action="store_false",
         help="score every token with the PersRM (default: skip tokens the floor leaves alone)",
+    )
+    serve.add_argument(
+        "--compile-steps",
+        action="store_true",
+        help="decode through torch.compile: faster tokens after the first requests compile "
+        "them (one to two minutes each on 2 cores; needs a C++ compiler)",
     )
     serve.add_argument("--default-max-tokens", type=int, default=256)
     serve.add_argument("--max-tokens-limit", type=int, default=1024)

@@ -47,8 +47,11 @@ def test_python_dash_m_runs_the_command():
     assert "--unknown-user" in result.stdout
 
 
-@pytest.mark.parametrize(("flags", "gate"), [((), True), (("--no-gate",), False)])
-def test_serve_gate_flag_reaches_the_runtime(monkeypatch, flags, gate):
+@pytest.mark.parametrize(
+    ("flags", "gate", "compiled"),
+    [((), True, False), (("--no-gate",), False, False), (("--compile-steps",), True, True)],
+)
+def test_serve_runtime_flags_reach_the_runtime(monkeypatch, flags, gate, compiled):
     from langchain_pad.cli import main
     from langchain_pad.integrations import server
 
@@ -56,7 +59,8 @@ def test_serve_gate_flag_reaches_the_runtime(monkeypatch, flags, gate):
     monkeypatch.setattr(server, "serve", lambda settings, **_: served.update(settings=settings))
     assert main(["serve", "--reward-model", "none", *flags]) == 0
     settings = served["settings"]
-    assert settings.gate is gate
+    assert settings.gate is gate and settings.compile_steps is compiled
     # the app builds its runtime from the settings (the model loads on first use only)
     app = server.create_app(settings)
     assert app.state.pad.runtime.gate is gate
+    assert app.state.pad.runtime.compile_steps is compiled
