@@ -12,7 +12,10 @@ same model. This benchmark runs, in one process and interleaved:
   plausibility floor has decided are not scored);
 * ``pad_every``: the same with ``PADRuntime(gate=False)``: every step scored;
 * ``plain_b8``: ``PADChatModel(...).batch(prompts)`` on eight prompts at once (one real
-  batch: one forward pass per step for all rows), aggregate tokens/s.
+  batch: one forward pass per step for all rows), aggregate tokens/s;
+* with ``--compile-steps``, also ``plain+compile`` and ``pad+compile``: the same calls on a
+  ``PADRuntime(compile_steps=True)`` (one-token steps through ``torch.compile``); their
+  warm-up, which compiles, is timed and reported.
 
 Our runtimes are built with :meth:`PADRuntime.from_loaded` on the loaded model with no
 EOS ids, so every row also writes exactly N tokens (``usage_metadata`` is checked), and
@@ -33,6 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +101,14 @@ def _import_llama_cpp() -> Any:
         sys.path[:] = saved
 
 
+def compiled_model(dtype: str, new_tokens: int) -> PADChatModel:
+    """The chat model on a runtime whose one-token steps go through ``torch.compile``."""
+    no_eos = dataclasses.replace(load_model(dtype=dtype), eos_token_ids=frozenset())
+    return PADChatModel(
+        runtime=PADRuntime.from_loaded(no_eos, compile_steps=True), max_tokens=new_tokens
+    )
+
+
 def our_models(dtype: str, new_tokens: int) -> tuple[PADChatModel, PADChatModel, dict[str, Any]]:
     """The chat model on the runtime's defaults, and one that scores every PAD step."""
     loaded = load_model(dtype=dtype)
@@ -152,9 +164,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         systems[f"pad {name}"] = pad
         systems[f"pad_every {name}"] = pad_every
         systems[f"plain_b8 {name}"] = plain_b8
-    for name, call in systems.items():  # warm-up (weights, PersRM, kernels)
+        if args.compile_steps:
+            compiled = compiled_model(dtype, n)
+            systems[f"plain+compile {name}"] = partial(plain, compiled)
+            systems[f"pad+compile {name}"] = partial(pad, compiled, f"pad+compile {name}")
+    warm_up: dict[str, float] = {}
+    for name, call in systems.items():  # warm-up (weights, PersRM, kernels, compiling)
         print(f"warm-up {name}", flush=True)
-        call()
+        warm_up[name] = timed(call)[0]
     rates: dict[str, list[float]] = {name: [] for name in systems}
     for repeat in range(args.repeats):
         order = list(systems) if repeat % 2 == 0 else list(systems)[::-1]
@@ -184,6 +201,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         if "llama.cpp" in medians:
             ratios[f"plain / llama.cpp ({name})"] = medians[f"plain {name}"] / medians["llama.cpp"]
+        if args.compile_steps:
+            plain_c = medians[f"plain+compile {name}"]
+            ratios[f"pad+compile / plain+compile ({name})"] = (
+                medians[f"pad+compile {name}"] / plain_c
+            )
+            ratios[f"plain+compile / plain ({name})"] = plain_c / medians[f"plain {name}"]
+            if "llama.cpp" in medians:
+                ratios[f"plain+compile / llama.cpp ({name})"] = plain_c / medians["llama.cpp"]
     return {
         "new_tokens": n,
         "threads": args.threads,
@@ -194,6 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "median": medians,
         "ratios": ratios,
         "gated_equals_every_step": agreement,
+        "warm_up_seconds": warm_up,
         "facts": facts,
         "machine": machine_info(load_model(dtype=args.dtypes[0])),
         "argv": sys.argv[1:],
@@ -226,6 +252,8 @@ def render(report: dict[str, Any]) -> str:
         f"{name} {same}/{report['prompts_batch1']}"
         for name, same in report["gated_equals_every_step"].items()
     ]
+    lines += ["", "Warm-up call (first use: loading, and for ``+compile`` compiling), seconds:"]
+    lines += [f"{name} {s:.1f}" for name, s in report.get("warm_up_seconds", {}).items()]
     lines += ["", "## What each system reads per token", ""]
     for key, value in report["facts"].items():
         if key == "llama_cpp":
@@ -248,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "auto"])
     parser.add_argument("--skip-llama-cpp", action="store_true", help="ours only")
+    parser.add_argument(
+        "--compile-steps", action="store_true", help="also runtimes with compile_steps=True"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     report = run(args)
