@@ -207,11 +207,18 @@ class _Server:
         return self.runtime.reward_model_ref(self._served_reward_model or "default")
 
     def warm_up(self) -> None:
-        """Load the weights now (not on the first request); set the batching policy."""
+        """Load the weights now (not on the first request); set the batching policy; with
+        ``compile_steps``, compile before serving (minutes in which requests would queue
+        and, past ``queue_timeout``, be refused)."""
         runtime = self.runtime
         runtime.batch_window = self.settings.batch_window
         runtime.max_waves = self.settings.max_waves
         runtime.scheduler  # noqa: B018 - builds the engine and loads the weights
+        if runtime.compile_steps:  # compile now, not inside (and in the queue of) a request
+            llm = self.open_llm.model_copy(update={"max_tokens": 2})
+            llm.invoke("Hello")
+            if self._served_reward_model is not None:
+                llm.invoke("Hello", weights={self._reward_model_ref().axes[0]: 1.0})
         if self.store_health is not None:
             self.store_health.check()  # the first /health answers from it, at once
 

@@ -29,7 +29,7 @@ class ServerSettings:
     every token, for clients that want every token's reward."""
     compile_steps: bool = False
     """Decoding steps through ``torch.compile`` (``PADRuntime(compile_steps=...)``):
-    faster tokens once the first requests have compiled them (minutes)."""
+    faster tokens; the server compiles them at start-up (minutes) before it serves."""
     default_max_tokens: int = 256
     """``max_tokens`` of a request that names none (capped by ``max_tokens_limit``)."""
     max_tokens_limit: int = 1024

@@ -198,8 +198,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--compile-steps",
         action="store_true",
-        help="decode through torch.compile: faster tokens after the first requests compile "
-        "them (one to two minutes each on 2 cores; needs a C++ compiler)",
+        help="decode through torch.compile: faster tokens; start-up compiles first (one to "
+        "four minutes on 2 cores; needs a C++ compiler)",
     )
     serve.add_argument("--default-max-tokens", type=int, default=256)
     serve.add_argument("--max-tokens-limit", type=int, default=1024)
